@@ -1,0 +1,77 @@
+package backends
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"sync/atomic"
+)
+
+// Endpoint is one model server. Its identity (Name, URL) is immutable; its load counters are
+// atomics, safe for concurrent use from the request path.
+type Endpoint struct {
+	// Name identifies the endpoint in headers, metrics and logs: host:port of its URL.
+	Name string
+	// URL is the server root, e.g. http://10.0.0.7:8000; request paths are appended to it.
+	URL *url.URL
+
+	inflight atomic.Int64
+}
+
+// NewEndpoint parses raw (an http or https URL of a server root) into an Endpoint.
+func NewEndpoint(raw string) (*Endpoint, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("backends: endpoint %q: %w", raw, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("backends: endpoint %q: scheme must be http or https", raw)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("backends: endpoint %q: missing host", raw)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("backends: endpoint %q: must not have a query or fragment", raw)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	return &Endpoint{Name: u.Host, URL: u}, nil
+}
+
+// InFlight reports the requests this replica has sent to the endpoint that have not finished.
+func (e *Endpoint) InFlight() int64 { return e.inflight.Load() }
+
+// Acquire counts one more request in flight and returns the function that ends it. The
+// returned function is safe to call more than once; only the first call counts.
+func (e *Endpoint) Acquire() (release func()) {
+	e.inflight.Add(1)
+	var done atomic.Bool
+	return func() {
+		if done.CompareAndSwap(false, true) {
+			e.inflight.Add(-1)
+		}
+	}
+}
+
+// Pool is a named group of endpoints serving the same models over one protocol, reached
+// through one upstream client. A Pool is immutable once built; load lives in its endpoints.
+type Pool struct {
+	Name      string
+	Endpoints []*Endpoint
+	Client    *HTTPClient
+
+	metrics atomic.Value // MetricsFormat
+}
+
+// NewPool returns a pool of endpoints that share client and the given metrics format
+// (MetricsAuto until detected).
+func NewPool(name string, endpoints []*Endpoint, client *HTTPClient, format MetricsFormat) *Pool {
+	p := &Pool{Name: name, Endpoints: endpoints, Client: client}
+	p.metrics.Store(format)
+	return p
+}
+
+// MetricsFormat reports the metrics dialect of the pool's servers.
+func (p *Pool) MetricsFormat() MetricsFormat { return p.metrics.Load().(MetricsFormat) }
+
+// SetMetricsFormat records a detected metrics dialect. Safe for concurrent use.
+func (p *Pool) SetMetricsFormat(f MetricsFormat) { p.metrics.Store(f) }

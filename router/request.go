@@ -1,0 +1,45 @@
+package router
+
+// Protocol names the wire protocol a request arrived on.
+type Protocol string
+
+// The protocols Switchyard accepts.
+const (
+	ProtocolOpenAI Protocol = "openai"
+)
+
+// Operation names what a request asks the model to do.
+type Operation string
+
+// The operations Switchyard routes.
+const (
+	OpChat       Operation = "chat"
+	OpCompletion Operation = "completion"
+	OpEmbedding  Operation = "embedding"
+)
+
+// Request is one inference request as the core sees it: classified once by a front door,
+// read-only afterwards.
+type Request struct {
+	ID        string    // request id, echoed as x-request-id
+	Protocol  Protocol  // wire protocol it arrived on
+	Operation Operation // chat, completion, embedding
+	Model     string    // model name as the client asked for it
+
+	// PromptTokens estimates the prompt's length in tokens (see EstimateTokens).
+	PromptTokens int
+	// MaxTokens is the requested output budget in tokens (times n choices); 0 when unset.
+	MaxTokens int
+	// Stream is true when the client asked for a streamed response.
+	Stream bool
+	// IncludeUsage is true when a streaming client asked for the final usage chunk.
+	IncludeUsage bool
+
+	Priority   string // priority class name, never empty after classification
+	SessionKey string // conversation key for affinity; empty when none
+	User       string // end-user id the client declared (OpenAI "user"); empty when none
+	Identity   string // authenticated caller; filled by policy, empty when anonymous
+
+	// Body is the original request body, forwarded as received except for a model rewrite.
+	Body []byte
+}
