@@ -52,7 +52,8 @@ type AttemptFunc func(ctx context.Context, t Target) error
 // table is swapped atomically and never locked on the request path.
 type Router struct {
 	table  atomic.Pointer[Table]
-	picker Picker
+	picker  Picker
+	metrics *Metrics
 	// maxAttempts bounds tries per request: the first plus one retry on another endpoint.
 	maxAttempts int
 }
@@ -62,6 +63,9 @@ type Option func(*Router)
 
 // WithPicker sets the endpoint picker; the default is LeastInFlight.
 func WithPicker(p Picker) Option { return func(r *Router) { r.picker = p } }
+
+// WithMetrics records in-flight requests and retries in m.
+func WithMetrics(m *Metrics) Option { return func(r *Router) { r.metrics = m } }
 
 // New returns a Router with an empty table.
 func New(opts ...Option) *Router {
@@ -95,6 +99,10 @@ func (r *Router) Serve(ctx context.Context, req *Request, attempt AttemptFunc) e
 	if err != nil {
 		return err
 	}
+	if g := r.metrics.inflightGauge(req.Protocol, route.Model); g != nil {
+		g.Inc()
+		defer g.Dec()
+	}
 	var tried []*backends.Endpoint
 	skip := func(ep *backends.Endpoint) bool { return slices.Contains(tried, ep) }
 	var lastErr error
@@ -114,6 +122,9 @@ func (r *Router) Serve(ctx context.Context, req *Request, attempt AttemptFunc) e
 			return err
 		}
 		lastErr = err
+		if n < r.maxAttempts {
+			r.metrics.retried(req.Protocol, route.Model)
+		}
 	}
 	return lastErr
 }

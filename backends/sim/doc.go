@@ -1,0 +1,64 @@
+// Package sim owns the simulated LLM model server that stands in for GPUs in
+// Switchyard's tests and demo; it may import only the standard library and
+// the Prometheus client, never other Switchyard packages.
+//
+// A Server speaks the OpenAI-compatible HTTP API that vLLM serves
+// (/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models,
+// /health, /metrics) and exports vLLM's metric names. Its latencies come from
+// real mechanisms rather than canned numbers, so a routing decision that
+// helps against the simulator helps for the same reason against vLLM.
+//
+// # Scheduling
+//
+// One engine goroutine runs vLLM-style steps. Before each step it admits
+// sequences from a FIFO waiting queue while fewer than MaxRunning run and the
+// KV cache can hold the head's blocks; the head blocks the queue, as in vLLM.
+// A request arriving while running+waiting >= MaxRunning+MaxWaiting is
+// refused with 429. A step prefills every newly admitted sequence and decodes
+// one token for every other running sequence, and takes
+//
+//	step = Σ_new (PrefillBase + PrefillPerToken × uncached_tokens)
+//	     + DecodePerToken × (1 + DecodeBatchPenalty × (running − 1))
+//
+// where the decode term is present only if some sequence is decoding and
+// running counts every sequence running in that step. Prefill also yields the
+// first output token, so time to first token is queueing plus the step that
+// prefills the request, and a request for n tokens then takes n−1 more steps,
+// each slowed by whatever else is running. Requests are embedded the same
+// way, as prefill-only sequences.
+//
+// # KV cache
+//
+// The cache has KVBlocks blocks of BlockSize tokens. A sequence holds
+//
+//	blocks = ⌈(prompt + generated + 1) / BlockSize⌉
+//
+// growing as it decodes. Full prompt blocks are named by chained hashes,
+// hash(previous block's hash, this block's tokens), so a hash names a whole
+// prefix. On admission the longest run of resident prompt blocks is reused,
+// capped so at least one token is computed, and counted as prefix-cache hit
+// tokens; every prompt token counts as a query. Blocks of running sequences
+// are pinned. Finished sequences leave their prompt blocks cached but
+// evictable, least recently used first, a prompt's tail before its head. When
+// a decoding sequence needs a block and none is free, the most recently
+// admitted sequence is preempted and later recomputed, as vLLM does. KV usage
+// is pinned blocks ÷ KVBlocks. A request whose prompt plus max tokens could
+// never fit the whole cache is refused with 400.
+//
+// # Tokens and text
+//
+// The tokenizer is deliberately cheap and deterministic: a run of letters and
+// digits becomes pieces of at most 4 bytes, every other non-space rune is one
+// token, and whitespace only separates. A chat is rendered as
+// "role: content\n" per message in order, so a conversation's prompt keeps
+// its earlier turns as a token prefix. Output tokens are short words drawn
+// from a generator seeded by Seed and the prompt, so the same prompt yields
+// the same text; every request generates exactly its max tokens
+// (finish_reason "length").
+//
+// # Faults
+//
+// ErrorRate (500 before any work), SpikeRate (SpikeLatency of extra delay
+// before queueing) and DropRate (a stream's connection cut after two events)
+// are drawn per request from a random source seeded with Seed.
+package sim

@@ -1,0 +1,232 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/switchyard-ai/switchyard/backends"
+	"github.com/switchyard-ai/switchyard/internal/config"
+	"github.com/switchyard-ai/switchyard/router"
+	"github.com/switchyard-ai/switchyard/router/openai"
+)
+
+// Server is a running router: the data-plane and admin listeners and their background loops.
+type Server struct {
+	log     *slog.Logger
+	drain   time.Duration
+	data    *http.Server
+	admin   *http.Server
+	dataLn  net.Listener
+	adminLn net.Listener
+	pools   []*backends.Pool
+	ready   atomic.Bool
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
+	once    sync.Once
+	err     error
+}
+
+// StartOption configures Start.
+type StartOption func(*startOptions)
+
+type startOptions struct {
+	logOut io.Writer
+}
+
+// WithLogOutput sends logs to w instead of stderr.
+func WithLogOutput(w io.Writer) StartOption { return func(o *startOptions) { o.logOut = w } }
+
+// Start builds the runtime from a validated configuration, binds both listeners and serves
+// until Shutdown. It returns once the listeners are bound, so Addr is usable at once.
+func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Server, error) {
+	o := startOptions{logOut: os.Stderr}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	log := newLogger(o.logOut, cfg.Log)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := router.NewMetrics(reg)
+
+	pools, routes, err := buildRoutes(cfg)
+	if err != nil {
+		return nil, err
+	}
+	rt := router.New(router.WithMetrics(metrics))
+	rt.Swap(router.NewTable(routes))
+	front := openai.NewHandler(rt,
+		openai.WithMaxBodyBytes(cfg.Server.MaxBodyBytes),
+		openai.WithSessionHeader(cfg.Routing.SessionHeader),
+		openai.WithPriorities(cfg.Routing.PriorityHeader, cfg.Routing.PriorityClasses, cfg.Routing.DefaultPriority),
+		openai.WithRoutingHeaders(*cfg.Routing.ResponseHeaders),
+		openai.WithLogger(log), openai.WithMetrics(metrics))
+
+	s := &Server{log: log, drain: cfg.Server.DrainTimeout.D(), pools: pools}
+	dataMux := http.NewServeMux()
+	dataMux.Handle("/", front)
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	s.data = &http.Server{
+		Handler: dataMux, Protocols: protocols, ErrorLog: errLog,
+		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(), IdleTimeout: cfg.Server.IdleTimeout.D(),
+		MaxHeaderBytes: 1 << 20,
+	}
+	adminMux := http.NewServeMux()
+	adminMux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: errLog}))
+	adminMux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	adminMux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	s.admin = &http.Server{Handler: adminMux, ErrorLog: errLog, ReadHeaderTimeout: 10 * time.Second}
+
+	var lc net.ListenConfig
+	if s.dataLn, err = lc.Listen(ctx, "tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	if s.adminLn, err = lc.Listen(ctx, "tcp", cfg.AdminListen); err != nil {
+		s.dataLn.Close()
+		return nil, fmt.Errorf("admin listen %s: %w", cfg.AdminListen, err)
+	}
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s.stop = stop
+	s.goServe(s.data, s.dataLn)
+	s.goServe(s.admin, s.adminLn)
+	for _, p := range pools {
+		s.wg.Go(func() { s.detectMetrics(bg, p) })
+	}
+	s.ready.Store(true)
+	log.Info("switchyard started", "version", version(), "listen", s.dataLn.Addr().String(),
+		"admin", s.adminLn.Addr().String(), "models", rt.Models())
+	return s, nil
+}
+
+func (s *Server) goServe(srv *http.Server, ln net.Listener) {
+	s.wg.Go(func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("server stopped", "addr", ln.Addr().String(), "error", err)
+		}
+	})
+}
+
+// detectMetrics learns the metrics dialect of a pool configured with metrics: auto, retrying
+// with backoff while no endpoint answers.
+func (s *Server) detectMetrics(ctx context.Context, p *backends.Pool) {
+	for wait := 500 * time.Millisecond; ; wait = min(2*wait, 30*time.Second) {
+		if p.MetricsFormat() != backends.MetricsAuto {
+			return
+		}
+		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		f, err := backends.DetectMetricsFormat(tctx, p)
+		cancel()
+		if err == nil {
+			s.log.Info("metrics format detected", "pool", p.Name, "format", string(f))
+			return
+		}
+		s.log.Debug("metrics detection failed", "pool", p.Name, "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// buildRoutes turns configured pools and models into runtime pools and routes.
+func buildRoutes(cfg *config.Config) ([]*backends.Pool, []*router.Route, error) {
+	byName := map[string]*backends.Pool{}
+	var pools []*backends.Pool
+	for _, pc := range cfg.Pools {
+		u := pc.Upstream
+		opts := backends.HTTPOptions{
+			ConnectTimeout: u.ConnectTimeout.D(), FirstByteTimeout: u.FirstByteTimeout.D(),
+			IdleStreamTimeout: u.IdleStreamTimeout.D(), MaxIdleConns: u.MaxIdleConnsPerEndpoint,
+		}
+		if u.TLS != nil {
+			opts.TLS = &backends.TLSOptions{CAFile: u.TLS.CAFile, CertFile: u.TLS.CertFile, KeyFile: u.TLS.KeyFile,
+				ServerName: u.TLS.ServerName, InsecureSkipVerify: u.TLS.InsecureSkipVerify}
+		}
+		client, err := backends.NewHTTPClient(opts)
+		if err != nil {
+			return nil, nil, fmt.Errorf("pool %s: %w", pc.Name, err)
+		}
+		var eps []*backends.Endpoint
+		for _, raw := range pc.Endpoints {
+			ep, err := backends.NewEndpoint(raw)
+			if err != nil {
+				return nil, nil, fmt.Errorf("pool %s: %w", pc.Name, err)
+			}
+			eps = append(eps, ep)
+		}
+		format, err := backends.ParseMetricsFormat(pc.Metrics)
+		if err != nil {
+			return nil, nil, fmt.Errorf("pool %s: %w", pc.Name, err)
+		}
+		p := backends.NewPool(pc.Name, eps, client, format)
+		byName[pc.Name] = p
+		pools = append(pools, p)
+	}
+	var routes []*router.Route
+	for _, m := range cfg.Models {
+		routes = append(routes, &router.Route{Model: m.Name, TargetModel: m.TargetModel, Pool: byName[m.Pool]})
+	}
+	return pools, routes, nil
+}
+
+func newLogger(w io.Writer, c config.Log) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.Level))
+	ho := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, ho))
+	}
+	return slog.New(slog.NewTextHandler(w, ho))
+}
+
+// Addr is the bound data-plane address.
+func (s *Server) Addr() string { return s.dataLn.Addr().String() }
+
+// AdminAddr is the bound admin address.
+func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
+
+// Shutdown drains gracefully: /readyz turns false, listeners stop accepting, in-flight
+// requests get up to the drain timeout (or until ctx is done) to finish, then everything
+// stops. It is idempotent and returns the first error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.once.Do(func() {
+		s.ready.Store(false)
+		ctx, cancel := context.WithTimeout(ctx, s.drain)
+		defer cancel()
+		s.stop()
+		err := s.data.Shutdown(ctx)
+		if err != nil {
+			s.data.Close() // drain timed out: cut what is left
+		}
+		s.admin.Close()
+		s.wg.Wait()
+		for _, p := range s.pools {
+			p.Client.Close()
+		}
+		s.err = err
+		s.log.Info("switchyard stopped")
+	})
+	return s.err
+}

@@ -1,0 +1,127 @@
+package config
+
+import (
+	"fmt"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole configuration file. Every field is optional; comments name defaults.
+type Config struct {
+	// Listen is the data-plane address (HTTP/1.1 and h2c on one port). Default 127.0.0.1:8080;
+	// use :8080 in a container.
+	Listen string `yaml:"listen"`
+	// AdminListen is the admin address (/metrics, /healthz, /readyz). Default 127.0.0.1:9090.
+	AdminListen string   `yaml:"admin_listen"`
+	Server      Server   `yaml:"server"`
+	Routing     Routing  `yaml:"routing"`
+	Upstream    Upstream `yaml:"upstream"`
+	Log         Log      `yaml:"log"`
+	// Pools are groups of model servers. Default none.
+	Pools []Pool `yaml:"pools"`
+	// Models are the model names clients may ask for, each served by a pool. At least one is
+	// required to serve.
+	Models []Model `yaml:"models"`
+}
+
+// Server holds data-plane listener settings.
+type Server struct {
+	// MaxBodyBytes bounds request bodies; larger ones get 413. Default 33554432 (32 MiB).
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// ReadHeaderTimeout bounds how long a client may take to send request headers. Default 10s.
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
+	// IdleTimeout closes keep-alive connections idle this long. Default 2m.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// DrainTimeout is how long in-flight requests may finish on shutdown. Default 30s.
+	DrainTimeout Duration `yaml:"drain_timeout"`
+}
+
+// Routing holds how requests are classified and what responses reveal.
+type Routing struct {
+	// SessionHeader carries the session key. Default x-session-id.
+	SessionHeader string `yaml:"session_header"`
+	// PriorityHeader carries the priority class. Default x-priority.
+	PriorityHeader string `yaml:"priority_header"`
+	// PriorityClasses are the class names, most urgent first. Default [critical, standard, sheddable].
+	PriorityClasses []string `yaml:"priority_classes"`
+	// DefaultPriority is the class of requests without the header. Default standard.
+	DefaultPriority string `yaml:"default_priority"`
+	// ResponseHeaders adds x-switchyard-model and x-switchyard-endpoint to responses. Default true.
+	ResponseHeaders *bool `yaml:"response_headers"`
+}
+
+// Upstream holds how Switchyard talks to model servers. Set globally, overridable per pool.
+type Upstream struct {
+	// ConnectTimeout bounds dial plus TLS handshake. Default 5s.
+	ConnectTimeout Duration `yaml:"connect_timeout"`
+	// FirstByteTimeout bounds the wait for response headers; non-streaming generations answer
+	// only when done, so it is long. Default 5m.
+	FirstByteTimeout Duration `yaml:"first_byte_timeout"`
+	// IdleStreamTimeout bounds the gap between two reads of a response body. Default 2m.
+	IdleStreamTimeout Duration `yaml:"idle_stream_timeout"`
+	// MaxIdleConnsPerEndpoint is how many keep-alive connections are kept per endpoint. Default 256.
+	MaxIdleConnsPerEndpoint int `yaml:"max_idle_conns_per_endpoint"`
+	// TLS configures https endpoints. Default: system roots, no client certificate.
+	TLS *TLS `yaml:"tls,omitempty"`
+}
+
+// TLS configures TLS to model servers.
+type TLS struct {
+	CAFile             string `yaml:"ca_file,omitempty"`    // PEM roots; default system roots
+	CertFile           string `yaml:"cert_file,omitempty"`  // client certificate; default none
+	KeyFile            string `yaml:"key_file,omitempty"`   // client key; required with cert_file
+	ServerName         string `yaml:"server_name,omitempty"` // name to verify; default the host
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify,omitempty"` // default false; tests only
+}
+
+// Log holds logging settings.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error. Default info.
+	Format string `yaml:"format"` // text or json. Default text.
+}
+
+// Pool is a group of interchangeable model servers.
+type Pool struct {
+	Name string `yaml:"name"` // required, unique
+	// Protocol the servers speak. Default openai (the only one so far).
+	Protocol string `yaml:"protocol"`
+	// Metrics is the servers' metrics dialect: auto, vllm, sglang, tgi, triton or none. Default auto.
+	Metrics string `yaml:"metrics"`
+	// Endpoints are server root URLs, e.g. http://10.0.0.7:8000. At least one.
+	Endpoints []string `yaml:"endpoints"`
+	// Upstream overrides the global upstream settings field by field. After normalization it
+	// holds the effective settings.
+	Upstream *Upstream `yaml:"upstream,omitempty"`
+}
+
+// Model is a model name clients may ask for.
+type Model struct {
+	Name string `yaml:"name"` // required, unique
+	Pool string `yaml:"pool"` // required: a pool name
+	// TargetModel is the name sent upstream, rewriting the request body. Default Name.
+	TargetModel string `yaml:"target_model"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("5s", "2m").
+type Duration time.Duration
+
+// D returns the duration as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: invalid duration %q (want e.g. 500ms, 5s, 2m)", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }

@@ -1,0 +1,259 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// SetDefaults fills every unset field with its documented default. It is idempotent.
+func (c *Config) SetDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	defD := func(d *Duration, v time.Duration) {
+		if *d == 0 {
+			*d = Duration(v)
+		}
+	}
+	def(&c.Listen, "127.0.0.1:8080")
+	def(&c.AdminListen, "127.0.0.1:9090")
+	if c.Server.MaxBodyBytes == 0 {
+		c.Server.MaxBodyBytes = 32 << 20
+	}
+	defD(&c.Server.ReadHeaderTimeout, 10*time.Second)
+	defD(&c.Server.IdleTimeout, 2*time.Minute)
+	defD(&c.Server.DrainTimeout, 30*time.Second)
+	def(&c.Routing.SessionHeader, "x-session-id")
+	def(&c.Routing.PriorityHeader, "x-priority")
+	if len(c.Routing.PriorityClasses) == 0 {
+		c.Routing.PriorityClasses = []string{"critical", "standard", "sheddable"}
+	}
+	def(&c.Routing.DefaultPriority, "standard")
+	if c.Routing.ResponseHeaders == nil {
+		on := true
+		c.Routing.ResponseHeaders = &on
+	}
+	defD(&c.Upstream.ConnectTimeout, 5*time.Second)
+	defD(&c.Upstream.FirstByteTimeout, 5*time.Minute)
+	defD(&c.Upstream.IdleStreamTimeout, 2*time.Minute)
+	if c.Upstream.MaxIdleConnsPerEndpoint == 0 {
+		c.Upstream.MaxIdleConnsPerEndpoint = 256
+	}
+	def(&c.Log.Level, "info")
+	def(&c.Log.Format, "text")
+	for i := range c.Pools {
+		p := &c.Pools[i]
+		def(&p.Protocol, "openai")
+		def(&p.Metrics, "auto")
+		p.Upstream = c.Upstream.merge(p.Upstream)
+	}
+	for i := range c.Models {
+		def(&c.Models[i].TargetModel, c.Models[i].Name)
+	}
+}
+
+// merge returns the global settings u overridden by the set fields of o.
+func (u Upstream) merge(o *Upstream) *Upstream {
+	m := u
+	if o == nil {
+		return &m
+	}
+	if o.ConnectTimeout != 0 {
+		m.ConnectTimeout = o.ConnectTimeout
+	}
+	if o.FirstByteTimeout != 0 {
+		m.FirstByteTimeout = o.FirstByteTimeout
+	}
+	if o.IdleStreamTimeout != 0 {
+		m.IdleStreamTimeout = o.IdleStreamTimeout
+	}
+	if o.MaxIdleConnsPerEndpoint != 0 {
+		m.MaxIdleConnsPerEndpoint = o.MaxIdleConnsPerEndpoint
+	}
+	if o.TLS != nil {
+		m.TLS = o.TLS
+	}
+	return &m
+}
+
+// validate checks a defaulted configuration; root (may be nil) supplies line numbers.
+func (c *Config) validate(root *yaml.Node) error {
+	errs := &Errors{}
+	add := func(msg string, path ...any) {
+		errs.List = append(errs.List, FieldError{Path: pathString(path), Line: lineOf(root, path...), Msg: msg})
+	}
+	for _, a := range []struct{ key, val string }{{"listen", c.Listen}, {"admin_listen", c.AdminListen}} {
+		if _, _, err := net.SplitHostPort(a.val); err != nil {
+			add(fmt.Sprintf("%q is not a host:port address", a.val), a.key)
+		}
+	}
+	if c.Listen == c.AdminListen && !strings.HasSuffix(c.Listen, ":0") {
+		add("must differ from listen", "admin_listen")
+	}
+	if c.Server.MaxBodyBytes < 0 {
+		add("must be positive", "server", "max_body_bytes")
+	}
+	for _, d := range []struct {
+		key string
+		d   Duration
+	}{{"read_header_timeout", c.Server.ReadHeaderTimeout}, {"idle_timeout", c.Server.IdleTimeout}, {"drain_timeout", c.Server.DrainTimeout}} {
+		if d.d < 0 {
+			add("must not be negative", "server", d.key)
+		}
+	}
+	seen := map[string]bool{}
+	for i, p := range c.Routing.PriorityClasses {
+		if p == "" || seen[p] {
+			add("priority class names must be non-empty and unique", "routing", "priority_classes", i)
+		}
+		seen[p] = true
+	}
+	if !seen[c.Routing.DefaultPriority] {
+		add(fmt.Sprintf("%q is not one of priority_classes", c.Routing.DefaultPriority), "routing", "default_priority")
+	}
+	if c.Log.Level != "debug" && c.Log.Level != "info" && c.Log.Level != "warn" && c.Log.Level != "error" {
+		add(fmt.Sprintf("%q is not debug, info, warn or error", c.Log.Level), "log", "level")
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		add(fmt.Sprintf("%q is not text or json", c.Log.Format), "log", "format")
+	}
+	c.Upstream.validate(add, "upstream")
+	pools := map[string]bool{}
+	for i, p := range c.Pools {
+		switch {
+		case p.Name == "":
+			add("a pool needs a name", "pools", i, "name")
+		case pools[p.Name]:
+			add(fmt.Sprintf("duplicate pool name %q", p.Name), "pools", i, "name")
+		}
+		pools[p.Name] = true
+		if p.Protocol != "openai" {
+			add(fmt.Sprintf("unknown protocol %q (want openai)", p.Protocol), "pools", i, "protocol")
+		}
+		if !slices.Contains([]string{"auto", "vllm", "sglang", "tgi", "triton", "none"}, p.Metrics) {
+			add(fmt.Sprintf("unknown metrics format %q (want auto, vllm, sglang, tgi, triton or none)", p.Metrics), "pools", i, "metrics")
+		}
+		if len(p.Endpoints) == 0 {
+			add("a pool needs at least one endpoint", "pools", i, "endpoints")
+		}
+		eps := map[string]bool{}
+		for j, e := range p.Endpoints {
+			if err := checkEndpoint(e); err != nil {
+				add(err.Error(), "pools", i, "endpoints", j)
+			} else if eps[e] {
+				add(fmt.Sprintf("duplicate endpoint %q", e), "pools", i, "endpoints", j)
+			}
+			eps[e] = true
+		}
+		if p.Upstream != nil {
+			p.Upstream.validate(add, "pools", i, "upstream")
+		}
+	}
+	if len(c.Models) == 0 {
+		add("no models configured: add models (and pools) or pass --backend MODEL=URL")
+	}
+	models := map[string]bool{}
+	for i, m := range c.Models {
+		switch {
+		case m.Name == "":
+			add("a model needs a name", "models", i, "name")
+		case models[m.Name]:
+			add(fmt.Sprintf("duplicate model name %q", m.Name), "models", i, "name")
+		}
+		models[m.Name] = true
+		if !pools[m.Pool] {
+			add(fmt.Sprintf("unknown pool %q", m.Pool), "models", i, "pool")
+		}
+	}
+	if len(errs.List) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(errs.List, func(a, b FieldError) int { return a.Line - b.Line })
+	return errs
+}
+
+func (u *Upstream) validate(add func(string, ...any), path ...any) {
+	at := func(k string) []any { return append(slices.Clone(path), k) }
+	for _, d := range []struct {
+		key string
+		d   Duration
+	}{{"connect_timeout", u.ConnectTimeout}, {"first_byte_timeout", u.FirstByteTimeout}, {"idle_stream_timeout", u.IdleStreamTimeout}} {
+		if d.d < 0 {
+			add("must not be negative", at(d.key)...)
+		}
+	}
+	if u.MaxIdleConnsPerEndpoint < 0 {
+		add("must not be negative", at("max_idle_conns_per_endpoint")...)
+	}
+	if u.TLS != nil && (u.TLS.CertFile == "") != (u.TLS.KeyFile == "") {
+		add("cert_file and key_file go together", append(at("tls"), "cert_file")...)
+	}
+}
+
+func checkEndpoint(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL", raw)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("%q: scheme must be http or https", raw)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("%q: missing host", raw)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q: must not have a query or fragment", raw)
+	}
+	return nil
+}
+
+func pathString(path []any) string {
+	var b strings.Builder
+	for _, p := range path {
+		switch v := p.(type) {
+		case string:
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(v)
+		case int:
+			fmt.Fprintf(&b, "[%d]", v)
+		}
+	}
+	return b.String()
+}
+
+// AddBackend applies a --backend MODEL=URL[,URL...] flag: a pool named MODEL of those
+// OpenAI-compatible endpoints (metrics detected) serving model MODEL. It replaces any model
+// and pool of that name from the file, so a flag always wins over the file.
+func (c *Config) AddBackend(spec string) error {
+	model, urls, ok := strings.Cut(spec, "=")
+	model = strings.TrimSpace(model)
+	if !ok || model == "" || urls == "" {
+		return fmt.Errorf("--backend %q: want MODEL=URL[,URL...]", spec)
+	}
+	var eps []string
+	for _, u := range strings.Split(urls, ",") {
+		u = strings.TrimSpace(u)
+		if !strings.Contains(u, "://") {
+			u = "http://" + u
+		}
+		if err := checkEndpoint(u); err != nil {
+			return fmt.Errorf("--backend %q: %v", spec, err)
+		}
+		eps = append(eps, u)
+	}
+	c.Pools = slices.DeleteFunc(c.Pools, func(p Pool) bool { return p.Name == model })
+	c.Models = slices.DeleteFunc(c.Models, func(m Model) bool { return m.Name == model })
+	c.Pools = append(c.Pools, Pool{Name: model, Endpoints: eps})
+	c.Models = append(c.Models, Model{Name: model, Pool: model})
+	return nil
+}

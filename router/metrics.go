@@ -1,0 +1,87 @@
+package router
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the router's Prometheus series. Label values are bounded: models are only those
+// configured (others count as "unknown") and endpoints only those in pools.
+type Metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	ttfb     *prometheus.HistogramVec
+	inflight *prometheus.GaugeVec
+	retries  *prometheus.CounterVec
+}
+
+// latencyBuckets span a 1 ms proxy hop to a multi-minute generation.
+var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300}
+
+// NewMetrics creates the router's series and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_requests_total",
+			Help: "Requests answered, by protocol, model, endpoint that served them and status.",
+		}, []string{"protocol", "model", "endpoint", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "switchyard_request_duration_seconds", Buckets: latencyBuckets,
+			Help: "Time from request received to response complete, by protocol and model.",
+		}, []string{"protocol", "model"}),
+		ttfb: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "switchyard_time_to_first_byte_seconds", Buckets: latencyBuckets,
+			Help: "Time from request received to the first response body byte sent to the client, by protocol and model.",
+		}, []string{"protocol", "model"}),
+		inflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "switchyard_requests_in_flight",
+			Help: "Requests being routed or relayed now, by protocol and model.",
+		}, []string{"protocol", "model"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_upstream_retries_total",
+			Help: "Requests retried on another endpoint after a failure before the first response byte.",
+		}, []string{"protocol", "model"}),
+	}
+	reg.MustRegister(m.requests, m.duration, m.ttfb, m.inflight, m.retries)
+	return m
+}
+
+// Outcome is what a front door reports about a finished request.
+type Outcome struct {
+	Protocol  Protocol
+	Model     string // configured model name, or "" when the request named none known
+	Endpoint  string // endpoint that answered, or "" when none did
+	Status    string // protocol status, e.g. "200" or "NOT_FOUND"
+	Duration  time.Duration
+	FirstByte time.Duration // 0 when no body byte was sent
+}
+
+// Observe records a finished request. Safe on a nil *Metrics.
+func (m *Metrics) Observe(o Outcome) {
+	if m == nil {
+		return
+	}
+	model := o.Model
+	if model == "" {
+		model = "unknown"
+	}
+	m.requests.WithLabelValues(string(o.Protocol), model, o.Endpoint, o.Status).Inc()
+	m.duration.WithLabelValues(string(o.Protocol), model).Observe(o.Duration.Seconds())
+	if o.FirstByte > 0 {
+		m.ttfb.WithLabelValues(string(o.Protocol), model).Observe(o.FirstByte.Seconds())
+	}
+}
+
+func (m *Metrics) inflightGauge(p Protocol, model string) prometheus.Gauge {
+	if m == nil {
+		return nil
+	}
+	return m.inflight.WithLabelValues(string(p), model)
+}
+
+func (m *Metrics) retried(p Protocol, model string) {
+	if m != nil {
+		m.retries.WithLabelValues(string(p), model).Inc()
+	}
+}

@@ -1,0 +1,310 @@
+package openai
+
+import (
+	"encoding/json"
+	"errors"
+	"strconv"
+
+	"github.com/switchyard-ai/switchyard/router"
+)
+
+// peeked is what classification needs from an OpenAI request body, found in one pass without
+// decoding the body into structs.
+type peeked struct {
+	model                string
+	modelStart, modelEnd int // byte span of the model's JSON string, quotes included
+	stream               bool
+	includeUsage         bool
+	maxTokens            int // max_completion_tokens, else max_tokens; 0 when unset
+	n                    int // choices requested; 1 when unset
+	user                 string
+	promptTokens         int
+}
+
+// perMessageTokens approximates what chat templates add around each message (role markers
+// and separators).
+const perMessageTokens = 4
+
+var errNotObject = errors.New("request body must be a JSON object")
+
+// peekError is a classification failure naming the offending field.
+type peekError struct {
+	param, msg string
+}
+
+func (e *peekError) Error() string { return e.msg }
+
+// peek reads the fields routing needs from body. It fails on malformed JSON, on a body that is
+// not an object, on a missing model, and on routing fields of the wrong type.
+func peek(body []byte) (peeked, error) {
+	p := peeked{n: 1}
+	if !json.Valid(body) {
+		return p, &peekError{msg: "We could not parse the JSON body of your request: it is not valid JSON."}
+	}
+	s := scanner{b: body}
+	s.ws()
+	if s.i >= len(s.b) || s.b[s.i] != '{' {
+		return p, &peekError{msg: errNotObject.Error()}
+	}
+	s.i++
+	for {
+		s.ws()
+		if s.b[s.i] == '}' {
+			break
+		}
+		ks, ke, _ := s.str()
+		key := string(body[ks:ke])
+		s.ws()
+		s.i++ // ':'
+		s.ws()
+		vs := s.i
+		s.skip()
+		val := body[vs:s.i]
+		if err := p.field(key, val, vs); err != nil {
+			return p, err
+		}
+		s.ws()
+		if s.b[s.i] == ',' {
+			s.i++
+		}
+	}
+	if p.model == "" {
+		return p, &peekError{param: "model", msg: "you must provide a model parameter"}
+	}
+	return p, nil
+}
+
+func (p *peeked) field(key string, val []byte, at int) error {
+	null := string(val) == "null"
+	switch key {
+	case "model":
+		m, ok := jsonString(val)
+		if !ok {
+			return &peekError{param: "model", msg: "model must be a string"}
+		}
+		p.model, p.modelStart, p.modelEnd = m, at, at+len(val)
+	case "stream":
+		if !null && string(val) != "true" && string(val) != "false" {
+			return &peekError{param: "stream", msg: "stream must be a boolean"}
+		}
+		p.stream = string(val) == "true"
+	case "stream_options":
+		if null {
+			return nil
+		}
+		if val[0] != '{' {
+			return &peekError{param: "stream_options", msg: "stream_options must be an object"}
+		}
+		p.includeUsage = objectBool(val, "include_usage")
+	case "max_tokens", "max_completion_tokens":
+		if null {
+			return nil
+		}
+		v, err := strconv.Atoi(string(val))
+		if err != nil || v < 0 {
+			return &peekError{param: key, msg: key + " must be a non-negative integer"}
+		}
+		if key == "max_completion_tokens" || p.maxTokens == 0 {
+			p.maxTokens = v
+		}
+	case "n":
+		if null {
+			return nil
+		}
+		v, err := strconv.Atoi(string(val))
+		if err != nil || v < 1 {
+			return &peekError{param: "n", msg: "n must be a positive integer"}
+		}
+		p.n = v
+	case "user":
+		if null {
+			return nil
+		}
+		u, ok := jsonString(val)
+		if !ok {
+			return &peekError{param: "user", msg: "user must be a string"}
+		}
+		p.user = u
+	case "messages":
+		p.promptTokens += countTokens(val, true)
+	case "prompt", "input", "tools", "functions":
+		p.promptTokens += countTokens(val, false)
+	}
+	return nil
+}
+
+// request fills a router.Request from the peeked fields.
+func (p *peeked) request() router.Request {
+	return router.Request{
+		Model: p.model, PromptTokens: p.promptTokens, MaxTokens: p.maxTokens * p.n,
+		Stream: p.stream, IncludeUsage: p.stream && p.includeUsage, User: p.user,
+	}
+}
+
+// rewriteModel returns body with the model value replaced by model. It copies; body is kept.
+func (p *peeked) rewriteModel(body []byte, model string) []byte {
+	q, _ := json.Marshal(model)
+	out := make([]byte, 0, len(body)-(p.modelEnd-p.modelStart)+len(q))
+	out = append(out, body[:p.modelStart]...)
+	out = append(out, q...)
+	return append(out, body[p.modelEnd:]...)
+}
+
+// jsonString decodes a JSON string value; ok is false for any other JSON type.
+func jsonString(val []byte) (string, bool) {
+	if len(val) < 2 || val[0] != '"' {
+		return "", false
+	}
+	inner := val[1 : len(val)-1]
+	for _, c := range inner {
+		if c == '\\' {
+			var s string
+			if json.Unmarshal(val, &s) != nil {
+				return "", false
+			}
+			return s, true
+		}
+	}
+	return string(inner), true
+}
+
+// objectBool reports whether the JSON object obj has key set to true.
+func objectBool(obj []byte, key string) bool {
+	s := scanner{b: obj, i: 1}
+	for {
+		s.ws()
+		if s.b[s.i] == '}' {
+			return false
+		}
+		ks, ke, _ := s.str()
+		s.ws()
+		s.i++
+		s.ws()
+		vs := s.i
+		s.skip()
+		if string(obj[ks:ke]) == key {
+			return string(obj[vs:s.i]) == "true"
+		}
+		s.ws()
+		if s.b[s.i] == ',' {
+			s.i++
+		}
+	}
+}
+
+// countTokens estimates the tokens in every string value inside val (object keys excluded),
+// counts each integer in a token array as one token, and, for chat messages, adds the
+// per-message template overhead. Values of "url" keys (often base64 images) are skipped: their
+// cost is not textual. It walks iteratively, so nesting depth costs no stack.
+func countTokens(val []byte, messages bool) int {
+	tokens := 0
+	s := scanner{b: val}
+	depth := 0
+	skipNext := false
+	for s.i < len(s.b) {
+		switch c := s.b[s.i]; {
+		case c == '"':
+			st, en, _ := s.str()
+			j := s.i
+			for j < len(s.b) && isSpace(s.b[j]) {
+				j++
+			}
+			if j < len(s.b) && s.b[j] == ':' { // a key
+				skipNext = string(val[st:en]) == "url"
+				continue
+			}
+			if !skipNext {
+				tokens += router.EstimateTokens(val[st:en])
+			}
+			skipNext = false
+		case c == '{':
+			if messages && depth == 1 {
+				tokens += perMessageTokens
+			}
+			depth++
+			s.i++
+		case c == '[':
+			depth++
+			s.i++
+		case c == '}' || c == ']':
+			depth--
+			s.i++
+		case c == '-' || (c >= '0' && c <= '9'):
+			for s.i < len(s.b) && !isDelim(s.b[s.i]) {
+				s.i++
+			}
+			if !messages {
+				tokens++
+			}
+			skipNext = false
+		case c == 't' || c == 'f' || c == 'n':
+			for s.i < len(s.b) && !isDelim(s.b[s.i]) {
+				s.i++
+			}
+			skipNext = false
+		default:
+			s.i++
+		}
+	}
+	return tokens
+}
+
+// scanner walks JSON already known to be valid.
+type scanner struct {
+	b []byte
+	i int
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+func isDelim(c byte) bool { return c == ',' || c == ']' || c == '}' || isSpace(c) }
+
+func (s *scanner) ws() {
+	for s.i < len(s.b) && isSpace(s.b[s.i]) {
+		s.i++
+	}
+}
+
+// str consumes a string at s.i and returns the span of its contents, without quotes.
+func (s *scanner) str() (start, end int, escaped bool) {
+	s.i++
+	start = s.i
+	for s.b[s.i] != '"' {
+		if s.b[s.i] == '\\' {
+			escaped = true
+			s.i++
+		}
+		s.i++
+	}
+	end = s.i
+	s.i++
+	return start, end, escaped
+}
+
+// skip consumes one value of any type, iteratively.
+func (s *scanner) skip() {
+	depth := 0
+	for {
+		switch c := s.b[s.i]; c {
+		case '"':
+			s.str()
+		case '{', '[':
+			depth++
+			s.i++
+		case '}', ']':
+			depth--
+			s.i++
+		default:
+			if depth == 0 {
+				for s.i < len(s.b) && !isDelim(s.b[s.i]) {
+					s.i++
+				}
+				return
+			}
+			s.i++
+		}
+		if depth == 0 {
+			return
+		}
+	}
+}

@@ -1,0 +1,74 @@
+package openai
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+)
+
+// sseWriter is where relayed events go: the client connection, flushed after every event so
+// each token reaches the client as soon as the upstream produced it.
+type sseWriter interface {
+	io.Writer
+	http.Flusher
+}
+
+// errClientWrite marks a relay that stopped because the client could not be written to.
+var errClientWrite = errors.New("openai: writing to client failed")
+
+var doneData = []byte("data: [DONE]")
+
+// relaySSE copies server-sent events from src to dst one whole event at a time (an event ends
+// at a blank line), flushing after each. It returns when src ends or fails, or dst fails.
+// sawDone reports whether the upstream sent its `data: [DONE]` terminator. Lines may end in
+// "\n" or "\r\n"; bytes pass through unchanged.
+func relaySSE(dst sseWriter, src io.Reader) (events int, sawDone bool, err error) {
+	br := bufio.NewReaderSize(src, 32<<10)
+	var ev []byte
+	for {
+		line, rerr := br.ReadSlice('\n')
+		if errors.Is(rerr, bufio.ErrBufferFull) {
+			ev = append(ev, line...) // a long data line: keep reading it
+			continue
+		}
+		ev = append(ev, line...)
+		if rerr == nil && !isBlank(line) {
+			continue
+		}
+		if len(ev) > 0 && (rerr == nil || rerr == io.EOF) {
+			if bytes.HasPrefix(ev, doneData) {
+				sawDone = true
+			}
+			if _, werr := dst.Write(ev); werr != nil {
+				return events, sawDone, fmt.Errorf("%w: %w", errClientWrite, werr)
+			}
+			dst.Flush()
+			events++
+			ev = ev[:0]
+		}
+		if rerr == io.EOF {
+			return events, sawDone, nil
+		}
+		if rerr != nil {
+			return events, sawDone, rerr
+		}
+	}
+}
+
+func isBlank(line []byte) bool {
+	return len(line) == 1 || (len(line) == 2 && line[0] == '\r')
+}
+
+// streamErrorEvent is the event that ends a stream whose upstream failed after the first
+// byte: OpenAI SDKs raise an API error when a data object carries an "error" key.
+func streamErrorEvent(msg string) []byte {
+	code := "upstream_error"
+	b := encodeErrorDetail(errorDetail{Message: msg, Type: "server_error", Code: &code})
+	out := make([]byte, 0, len(b)+8)
+	out = append(out, "data: "...)
+	out = append(out, b...)
+	return append(out, "\n\n"...)
+}
