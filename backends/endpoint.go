@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // Endpoint is one model server. Its identity (Name, URL) is immutable; its load counters are
@@ -15,7 +16,39 @@ type Endpoint struct {
 	// URL is the server root, e.g. http://10.0.0.7:8000; request paths are appended to it.
 	URL *url.URL
 
-	inflight atomic.Int64
+	inflight  atomic.Int64
+	failures  atomic.Int32
+	downUntil atomic.Int64 // unix nanoseconds; 0 when healthy
+}
+
+// Cool-off after consecutive connection failures: 1s, 2s, 4s ... capped at 30s.
+const (
+	baseCooloff = time.Second
+	maxCooloff  = 30 * time.Second
+)
+
+// Healthy reports whether the endpoint may receive requests at now: it is not cooling off
+// after connection failures. An endpoint whose cool-off has passed gets traffic again, and the
+// next request to it is the probe that decides whether it stays in.
+func (e *Endpoint) Healthy(now time.Time) bool { return now.UnixNano() >= e.downUntil.Load() }
+
+// MarkFailed records a failure to reach the endpoint at now and ejects it for a cool-off
+// that doubles with each consecutive failure.
+func (e *Endpoint) MarkFailed(now time.Time) {
+	n := e.failures.Add(1)
+	d := maxCooloff
+	if n <= 5 {
+		d = min(baseCooloff<<(n-1), maxCooloff)
+	}
+	e.downUntil.Store(now.Add(d).UnixNano())
+}
+
+// MarkOK records a successful exchange, ending any cool-off.
+func (e *Endpoint) MarkOK() {
+	if e.failures.Load() != 0 {
+		e.failures.Store(0)
+		e.downUntil.Store(0)
+	}
 }
 
 // NewEndpoint parses raw (an http or https URL of a server root) into an Endpoint.

@@ -147,8 +147,9 @@ func (c *HTTPClient) Post(ctx context.Context, ep *Endpoint, path string, header
 	req.ContentLength = int64(len(body))
 	resp, err := c.transport.RoundTrip(req)
 	if err != nil {
+		err = classify(ctx, err)
 		cancel(nil)
-		return nil, classify(ctx, err)
+		return nil, err
 	}
 	resp.Body = newIdleBody(resp.Body, c.idle, cancel, ctx)
 	return resp, nil

@@ -2,6 +2,7 @@ package router
 
 import (
 	"math/rand/v2"
+	"time"
 
 	"github.com/switchyard-ai/switchyard/backends"
 )
@@ -19,11 +20,13 @@ type PickResult struct {
 	Done func()
 }
 
-// LeastInFlight picks the endpoint with the fewest requests in flight from this replica,
-// breaking ties uniformly at random. It is safe for concurrent use.
+// LeastInFlight picks, among healthy endpoints, the one with the fewest requests in flight
+// from this replica, breaking ties uniformly at random. It is safe for concurrent use.
 type LeastInFlight struct {
 	// IntN returns a uniform int in [0, n); nil means math/rand/v2's global source.
 	IntN func(n int) int
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
 }
 
 var _ Picker = (*LeastInFlight)(nil)
@@ -33,8 +36,9 @@ func (p *LeastInFlight) Pick(pool *backends.Pool, _ *Request, skip func(*backend
 	var best *backends.Endpoint
 	var bestLoad int64
 	ties := 0
+	now := p.now()
 	for _, ep := range pool.Endpoints {
-		if skip != nil && skip(ep) {
+		if (skip != nil && skip(ep)) || !ep.Healthy(now) {
 			continue
 		}
 		load := ep.InFlight()
@@ -54,6 +58,13 @@ func (p *LeastInFlight) Pick(pool *backends.Pool, _ *Request, skip func(*backend
 			Message: "no healthy endpoint in pool " + pool.Name}
 	}
 	return PickResult{Endpoint: best, Done: best.Acquire()}, nil
+}
+
+func (p *LeastInFlight) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
 }
 
 func (p *LeastInFlight) intN(n int) int {

@@ -51,7 +51,7 @@ type AttemptFunc func(ctx context.Context, t Target) error
 // Router resolves models and picks endpoints. It is safe for concurrent use; its routing
 // table is swapped atomically and never locked on the request path.
 type Router struct {
-	table  atomic.Pointer[Table]
+	table   atomic.Pointer[Table]
 	picker  Picker
 	metrics *Metrics
 	// maxAttempts bounds tries per request: the first plus one retry on another endpoint.

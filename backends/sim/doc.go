@@ -24,7 +24,7 @@
 // running counts every sequence running in that step. Prefill also yields the
 // first output token, so time to first token is queueing plus the step that
 // prefills the request, and a request for n tokens then takes n−1 more steps,
-// each slowed by whatever else is running. Requests are embedded the same
+// each slowed by whatever else is running. Embedding requests run the same
 // way, as prefill-only sequences.
 //
 // # KV cache

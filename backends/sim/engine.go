@@ -245,13 +245,13 @@ func (e *engine) plan() time.Duration {
 	// vLLM admits nothing in a step that had to preempt.
 	for !preempted && len(e.waiting) > 0 && len(e.running) < e.cfg.MaxRunning {
 		s := e.waiting[0]
-		blocks, cached, ok := e.kv.allocate(s.hashes, s.tokens())
+		n := len(s.prompt) + s.generated
+		blocks, cached, ok := e.kv.allocate(s.hashes, n, s.tokens())
 		if !ok {
 			break // FIFO: the head blocks the queue until blocks free up
 		}
 		e.waiting = e.waiting[1:]
 		e.running = append(e.running, s)
-		n := len(s.prompt) + s.generated
 		s.state, s.blocks, s.prefilled, s.uncached = stateRunning, blocks, false, n-cached
 		e.stats.prefixQueries += int64(n)
 		e.stats.prefixHits += int64(cached)

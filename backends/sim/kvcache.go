@@ -39,14 +39,14 @@ func (c *kvCache) free() int { return len(c.empty) + c.lru.Len() }
 // blocksFor is the number of blocks that n tokens occupy.
 func (c *kvCache) blocksFor(n int) int { return (n + c.blockSize - 1) / c.blockSize }
 
-// allocate pins blocks for a sequence of n tokens whose full prompt blocks
-// have the given hashes, reusing the longest resident prefix. The reuse is
-// capped below n so at least one token is computed, which is what produces
-// the next output token. It returns the blocks and the number of tokens
-// served from the cache, or ok=false, changing nothing, if the cache cannot
-// hold the sequence now.
-func (c *kvCache) allocate(hashes []uint64, n int) (blocks []int, cached int, ok bool) {
-	limit := min(len(hashes), (n-1)/c.blockSize)
+// allocate pins blocks for a sequence with known tokens so far, whose full
+// prompt blocks have the given hashes, and room for n tokens in all. It
+// reuses the longest resident prefix, capped below known so at least one
+// token is computed, which is what produces the next output token. It
+// returns the blocks and the number of tokens served from the cache, or
+// ok=false, changing nothing, if the cache cannot hold the sequence now.
+func (c *kvCache) allocate(hashes []uint64, known, n int) (blocks []int, cached int, ok bool) {
+	limit := min(len(hashes), (known-1)/c.blockSize)
 	idle := 0 // hits that are unpinned, so pinning them consumes free blocks
 	for _, h := range hashes[:limit] {
 		id, hit := c.byHash[h]

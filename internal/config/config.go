@@ -68,10 +68,10 @@ type Upstream struct {
 
 // TLS configures TLS to model servers.
 type TLS struct {
-	CAFile             string `yaml:"ca_file,omitempty"`    // PEM roots; default system roots
-	CertFile           string `yaml:"cert_file,omitempty"`  // client certificate; default none
-	KeyFile            string `yaml:"key_file,omitempty"`   // client key; required with cert_file
-	ServerName         string `yaml:"server_name,omitempty"` // name to verify; default the host
+	CAFile             string `yaml:"ca_file,omitempty"`              // PEM roots; default system roots
+	CertFile           string `yaml:"cert_file,omitempty"`            // client certificate; default none
+	KeyFile            string `yaml:"key_file,omitempty"`             // client key; required with cert_file
+	ServerName         string `yaml:"server_name,omitempty"`          // name to verify; default the host
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify,omitempty"` // default false; tests only
 }
 

@@ -88,9 +88,9 @@ func writeError(w http.ResponseWriter, err error) int {
 // "code":<int>}) into the OpenAI envelope. Other bodies are returned unchanged.
 func normalizeUpstreamError(body []byte, status int) []byte {
 	var old struct {
-		Object  string `json:"object"`
-		Message string `json:"message"`
-		Type    string `json:"type"`
+		Object  string  `json:"object"`
+		Message string  `json:"message"`
+		Type    string  `json:"type"`
 		Param   *string `json:"param"`
 	}
 	if json.Unmarshal(body, &old) != nil || old.Object != "error" {

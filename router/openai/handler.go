@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/switchyard-ai/switchyard/backends"
@@ -238,6 +239,7 @@ func (h *Handler) forward(ctx context.Context, x *exchange, r *http.Request, req
 		return upstreamError(ctx, t.Endpoint, err)
 	}
 	defer resp.Body.Close()
+	t.Endpoint.MarkOK()
 	if !t.Last && (resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusTooManyRequests) {
 		return router.Retryable(&router.Error{Code: router.CodeUpstream,
 			Message: fmt.Sprintf("upstream %s answered %d", t.Endpoint.Name, resp.StatusCode)})
@@ -293,6 +295,8 @@ func errCause(err error) string {
 		return "no data within the idle stream timeout"
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return "connection closed mid-stream"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "connection reset mid-stream"
 	}
 	return "connection error"
 }
@@ -303,6 +307,7 @@ func upstreamError(ctx context.Context, ep *backends.Endpoint, err error) error 
 	case ctx.Err() != nil:
 		return &router.Error{Code: router.CodeCanceled, Message: "client canceled the request", Err: err}
 	case errors.Is(err, backends.ErrConnect):
+		ep.MarkFailed(time.Now())
 		return router.Retryable(&router.Error{Code: router.CodeUpstream, Reason: "upstream_unreachable",
 			Message: "Upstream " + ep.Name + " could not be reached.", Err: err})
 	case errors.Is(err, backends.ErrFirstByteTimeout):
