@@ -23,14 +23,17 @@ func TestQueueMetricsUnderLoad(t *testing.T) {
 			for i := range tc.maxRunning + tc.extra {
 				h.hold(t, &hd, words(string(rune('a'+i)), 32), 2000)
 			}
-			var running, waiting float64
-			eventually(t, "all requests to be queued or running", func() bool {
+			gauges := func() (running, waiting float64) {
 				fams := h.scrape(t)
-				running = metric(t, fams, "vllm:num_requests_running", "model_name", modelName, "engine", "0")
-				waiting = metric(t, fams, "vllm:num_requests_waiting", "model_name", modelName, "engine", "0")
-				return running+waiting == float64(tc.maxRunning+tc.extra)
+				return metric(t, fams, "vllm:num_requests_running", "model_name", modelName, "engine", "0"),
+					metric(t, fams, "vllm:num_requests_waiting", "model_name", modelName, "engine", "0")
+			}
+			eventually(t, "the engine to fill its running slots", func() bool {
+				running, waiting := gauges()
+				return running == float64(tc.maxRunning) && waiting == float64(tc.extra)
 			})
-			if running != float64(tc.maxRunning) || waiting != float64(tc.extra) {
+			// Steady state: slow requests keep the slots full and the rest queued.
+			if running, waiting := gauges(); running != float64(tc.maxRunning) || waiting != float64(tc.extra) {
 				t.Fatalf("running=%v waiting=%v, want %d and %d", running, waiting, tc.maxRunning, tc.extra)
 			}
 			if st := h.sim.Stats(); st.Running != tc.maxRunning || st.Waiting != tc.extra {

@@ -155,7 +155,7 @@ func TestGoOpenAIClientParsesResponses(t *testing.T) {
 
 	for _, format := range []goopenai.EmbeddingEncodingFormat{goopenai.EmbeddingEncodingFormatFloat, goopenai.EmbeddingEncodingFormatBase64} {
 		emb, err := h.client.CreateEmbeddings(ctx, goopenai.EmbeddingRequest{
-			Model: goopenai.EmbeddingModel(modelName), Input: []string{"alpha", "beta", "alpha"}, EncodingFormat: format,
+			Model: goopenai.EmbeddingModel(modelName), Input: []string{"one", "two", "one"}, EncodingFormat: format,
 		})
 		if err != nil {
 			t.Fatalf("embeddings (%s): %v", format, err)

@@ -1,0 +1,165 @@
+package openai
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestPeek(t *testing.T) {
+	tests := []struct {
+		name      string
+		body      string
+		want      peeked
+		minPrompt int
+		maxPrompt int
+		wantErr   string
+		wantParam string
+	}{
+		{name: "chat", body: `{"model":"m","messages":[{"role":"user","content":"Hello there, how are you?"}]}`,
+			want: peeked{model: "m", n: 1}, minPrompt: 8, maxPrompt: 14},
+		{name: "stream with usage", body: `{"stream":true,"stream_options":{"include_obfuscation":false,"include_usage":true},"model":"m"}`,
+			want: peeked{model: "m", n: 1, stream: true, includeUsage: true}},
+		{name: "stream null options", body: `{"model":"m","stream":null,"stream_options":null}`, want: peeked{model: "m", n: 1}},
+		{name: "max_completion_tokens wins", body: `{"max_completion_tokens":50,"model":"m","max_tokens":10}`,
+			want: peeked{model: "m", n: 1, maxTokens: 50}},
+		{name: "max_tokens alone", body: `{"model":"m","max_tokens":10,"n":3}`, want: peeked{model: "m", n: 3, maxTokens: 10}},
+		{name: "escaped model and user", body: `{"model":"a\/b\u00e9","user":"u\"1"}`, want: peeked{model: "a/bé", n: 1, user: `u"1`}},
+		{name: "token array prompt", body: `{"model":"m","prompt":[1,2,3,4,5]}`, want: peeked{model: "m", n: 1}, minPrompt: 5, maxPrompt: 5},
+		{name: "nested token arrays", body: `{"model":"m","input":[[1,2],[3]]}`, want: peeked{model: "m", n: 1}, minPrompt: 3, maxPrompt: 3},
+		{name: "image url skipped", body: `{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,` + strings.Repeat("QUJD", 1000) + `"}}]}]}`,
+			want: peeked{model: "m", n: 1}, minPrompt: 4, maxPrompt: 12},
+		{name: "whitespace everywhere", body: " {\n \"model\" : \"m\" ,\n \"stream\" : true \n}\n", want: peeked{model: "m", n: 1, stream: true}},
+		{name: "malformed", body: `{"model":"m"`, wantErr: "not valid JSON"},
+		{name: "empty", body: ``, wantErr: "not valid JSON"},
+		{name: "array", body: `[{"model":"m"}]`, wantErr: "JSON object"},
+		{name: "no model", body: `{"messages":[]}`, wantErr: "model", wantParam: "model"},
+		{name: "empty model", body: `{"model":""}`, wantErr: "model", wantParam: "model"},
+		{name: "model number", body: `{"model":1}`, wantErr: "string", wantParam: "model"},
+		{name: "stream string", body: `{"model":"m","stream":"yes"}`, wantErr: "boolean", wantParam: "stream"},
+		{name: "max_tokens float", body: `{"model":"m","max_tokens":1.5}`, wantErr: "integer", wantParam: "max_tokens"},
+		{name: "negative max tokens", body: `{"model":"m","max_completion_tokens":-1}`, wantErr: "integer", wantParam: "max_completion_tokens"},
+		{name: "n zero", body: `{"model":"m","n":0}`, wantErr: "positive", wantParam: "n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := peek([]byte(tt.body))
+			if tt.wantErr != "" {
+				pe, ok := err.(*peekError)
+				if !ok || !strings.Contains(pe.msg, tt.wantErr) || pe.param != tt.wantParam {
+					t.Fatalf("err = %#v, want message with %q and param %q", err, tt.wantErr, tt.wantParam)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.promptTokens < tt.minPrompt || got.promptTokens > tt.maxPrompt {
+				t.Errorf("promptTokens = %d, want in [%d, %d]", got.promptTokens, tt.minPrompt, tt.maxPrompt)
+			}
+			got.promptTokens, got.modelStart, got.modelEnd = 0, 0, 0
+			if got != tt.want {
+				t.Errorf("peek = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRequestMaxTokensTimesN(t *testing.T) {
+	p, err := peek([]byte(`{"model":"m","max_tokens":10,"n":3,"stream":false,"stream_options":{"include_usage":true}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := p.request()
+	if r.MaxTokens != 30 || r.IncludeUsage {
+		t.Errorf("request = %+v; want MaxTokens 30 and no usage without stream", r)
+	}
+}
+
+func TestRewriteModel(t *testing.T) {
+	body := []byte(`{"a":{"model":"x"},"model": "short" ,"b":[1]}`)
+	p, err := peek(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := p.rewriteModel(body, `org/"quoted" model`)
+	want := `{"a":{"model":"x"},"model": "org/\"quoted\" model" ,"b":[1]}`
+	if string(got) != want {
+		t.Errorf("rewrite = %s, want %s", got, want)
+	}
+	if string(body) != `{"a":{"model":"x"},"model": "short" ,"b":[1]}` {
+		t.Error("rewrite modified its input")
+	}
+}
+
+// FuzzPeek checks that peek never panics, accepts only valid JSON objects with a string model,
+// agrees with encoding/json on the routing fields, and that a rewrite keeps the body valid.
+func FuzzPeek(f *testing.F) {
+	for _, s := range []string{
+		`{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}`,
+		`{"model":"a\"b","prompt":[[1,2],[3]],"max_tokens":5,"n":2,"user":"\u00e9"}`,
+		`{"model":"m","input":["x","y"],"extra":{"model":"inner","deep":[[[[{}]]]]}}`,
+		`{}`, `[]`, `"x"`, `{"model":null}`, `{"model":"m","max_tokens":1e3}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		p, err := peek(body)
+		if err != nil {
+			return
+		}
+		var ref struct {
+			Model  string `json:"model"`
+			Stream *bool  `json:"stream"`
+		}
+		if jerr := json.Unmarshal(body, &ref); jerr != nil {
+			// Duplicate keys or type mismatches outside routing fields may make the struct decode
+			// fail; the body must still be valid JSON.
+			if !json.Valid(body) {
+				t.Fatalf("peek accepted invalid JSON %q", body)
+			}
+			return
+		}
+		if ref.Model != p.model {
+			t.Fatalf("model %q, encoding/json says %q", p.model, ref.Model)
+		}
+		if ref.Stream != nil && *ref.Stream != p.stream {
+			t.Fatalf("stream %v, encoding/json says %v", p.stream, *ref.Stream)
+		}
+		out := p.rewriteModel(body, "rewritten")
+		var after struct {
+			Model string `json:"model"`
+		}
+		if err := json.Unmarshal(out, &after); err != nil || after.Model != "rewritten" {
+			t.Fatalf("rewrite of %q gave %q (%v)", body, out, err)
+		}
+	})
+}
+
+func BenchmarkPeek(b *testing.B) {
+	for _, size := range []int{1 << 10, 256 << 10} {
+		msg := strings.Repeat("The quick brown fox jumps over the lazy dog. ", size/45)
+		body := []byte(`{"model":"m","stream":true,"messages":[{"role":"system","content":"You are helpful."},{"role":"user","content":"` + msg + `"}]}`)
+		b.Run(byteSize(len(body)), func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := peek(body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func byteSize(n int) string {
+	if n >= 1<<20 {
+		return itoa(n>>20) + "MiB"
+	}
+	return itoa(n>>10) + "KiB"
+}
+
+func itoa(n int) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
