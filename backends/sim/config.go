@@ -11,7 +11,7 @@ import (
 // default, so Config{} is a usable small server; negative values and rates
 // outside [0, 1] are rejected by New.
 type Config struct {
-	Model              string        // served model name; default "sim-model"
+	Model              string        // served model name; requests naming another get 404, an empty name means this one; default "sim-model"
 	MaxRunning         int           // sequences decoded at once (vLLM max_num_seqs); default 8
 	MaxWaiting         int           // FIFO waiting-queue bound; a request beyond it gets 429; default 128
 	PrefillPerToken    time.Duration // prefill time per uncached prompt token; default 100µs

@@ -28,7 +28,7 @@ const (
 	stateDone
 )
 
-// seq is one request's sequence. Fields below mu are guarded by engine.mu;
+// seq is one request's sequence. Fields after notify are guarded by engine.mu;
 // notify is signalled, without blocking the engine, after every change a
 // handler may want to see.
 type seq struct {

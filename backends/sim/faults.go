@@ -9,17 +9,12 @@ import (
 // Config.Seed, so a run with the same seed and request order injects the
 // same faults. It is safe for concurrent use.
 type faults struct {
-	errorRate, spikeRate, dropRate float64
-
 	mu  sync.Mutex
 	rng *rand.Rand
 }
 
-func newFaults(cfg Config) *faults {
-	return &faults{
-		errorRate: cfg.ErrorRate, spikeRate: cfg.SpikeRate, dropRate: cfg.DropRate,
-		rng: rand.New(rand.NewPCG(uint64(cfg.Seed), 0x5eed)),
-	}
+func newFaults(seed int64) *faults {
+	return &faults{rng: rand.New(rand.NewPCG(uint64(seed), 0x5eed))}
 }
 
 // hit draws one decision with probability rate; a zero rate draws nothing,

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	openai "github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
@@ -272,7 +273,9 @@ func TestErrorsAreOpenAIErrors(t *testing.T) {
 }
 
 func TestSameSeedAndPromptGiveSameText(t *testing.T) {
-	a, b, other := start(t, sim.Config{Seed: 7}), start(t, sim.Config{Seed: 7}), start(t, sim.Config{Seed: 8})
+	fast := time.Millisecond
+	a, b := start(t, sim.Config{Seed: 7, DecodePerToken: fast}), start(t, sim.Config{Seed: 7, DecodePerToken: fast})
+	other := start(t, sim.Config{Seed: 8, DecodePerToken: fast})
 	text := func(h *harness, prompt string) string { return h.complete(t, prompt, 16).Choices[0].Text }
 	for _, tc := range []struct {
 		name     string

@@ -43,7 +43,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	m := newMetrics(cfg)
 	s := &Server{
-		cfg: cfg, metrics: m, faults: newFaults(cfg), words: strings.Fields(vocabulary),
+		cfg: cfg, metrics: m, faults: newFaults(cfg.Seed), words: strings.Fields(vocabulary),
 		created: time.Now().Unix(),
 		eng:     newEngine(cfg, m.ttft, m.e2e, m.queueTime),
 	}

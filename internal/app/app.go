@@ -19,11 +19,13 @@ var Version = "dev"
 const usage = `Switchyard is a gRPC-native inference router for GPU model servers.
 
 Usage:
+  switchyard demo [--listen ADDR] [--admin-listen ADDR] [--print-config]
   switchyard serve [--config FILE] [--listen ADDR] [--admin-listen ADDR] [--backend MODEL=URL[,URL...]]...
   switchyard config check FILE
+  switchyard sim [--listen ADDR] [--model NAME] [latency, capacity and fault flags]
   switchyard version
 
-Run "switchyard serve -h" for the flags of serve.
+Run "switchyard COMMAND -h" for the flags of a command.
 `
 
 // errUsage marks a command-line mistake; the process exits with status 2.
@@ -47,6 +49,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "serve":
 		return serveCmd(ctx, args[1:], stdout, stderr)
+	case "demo":
+		return demoCmd(ctx, args[1:], stdout, stderr)
+	case "sim":
+		return simCmd(ctx, args[1:], stdout, stderr)
 	case "config":
 		if len(args) != 3 || args[1] != "check" {
 			fmt.Fprint(stderr, usage)

@@ -1,0 +1,80 @@
+package integration_test
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+
+	"github.com/switchyard-ai/switchyard/internal/app"
+)
+
+// TestDemo starts `switchyard demo` in-process, as the README's first command does, and talks
+// to it with a real SDK: both models answer, streaming works, and Ctrl-C stops everything.
+func TestDemo(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Main(ctx, []string{"demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--fleet-port", "0"}, pw, io.Discard)
+		pw.Close()
+	}()
+	var base string
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() {
+		if line := sc.Text(); strings.HasPrefix(line, "Router:") {
+			base = strings.Fields(line)[1]
+			break
+		}
+	}
+	if base == "" {
+		t.Fatalf("demo printed no router address (%v)", <-done)
+	}
+	go io.Copy(io.Discard, pr)
+	c := newOpenAI(base)
+	models, err := c.Models.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, m := range models.Data {
+		ids = append(ids, m.ID)
+	}
+	if strings.Join(ids, ",") != "sim-large,sim-small" {
+		t.Errorf("models = %v", ids)
+	}
+	for _, model := range []string{"sim-small", "sim-large"} {
+		p := chatParams(model)
+		p.MaxTokens = openai.Int(8)
+		got, err := c.Chat.Completions.New(context.Background(), p)
+		if err != nil {
+			t.Fatalf("%s: %v", model, err)
+		}
+		if got.Model != model || got.Usage.CompletionTokens != 8 || got.Choices[0].Message.Content == "" {
+			t.Errorf("%s answered %+v", model, got)
+		}
+	}
+	p := chatParams("sim-small")
+	p.MaxTokens = openai.Int(5)
+	stream := c.Chat.Completions.NewStreaming(context.Background(), p)
+	chunks := 0
+	for stream.Next() {
+		chunks++
+	}
+	if stream.Err() != nil || chunks < 5 {
+		t.Errorf("stream: %d chunks, err %v", chunks, stream.Err())
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("demo returned %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("demo did not stop on cancel")
+	}
+}

@@ -1,0 +1,211 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/switchyard-ai/switchyard/backends/sim"
+	"github.com/switchyard-ai/switchyard/internal/config"
+)
+
+// fleetMember is one simulated model server of the demo fleet.
+type fleetMember struct {
+	pool string
+	sim  sim.Config
+}
+
+// demoFleet is two endpoints of a small, fast chat model and two of a large, slower one. The
+// large model prefills four times and decodes three times slower, with half the batch slots,
+// as a 70B model does next to an 8B one on the same GPU type.
+func demoFleet() []fleetMember {
+	small := sim.Config{Model: "sim-small", MaxRunning: 16, PrefillPerToken: 50 * time.Microsecond,
+		DecodePerToken: 4 * time.Millisecond, KVBlocks: 4096}
+	large := sim.Config{Model: "sim-large", MaxRunning: 8, PrefillPerToken: 200 * time.Microsecond,
+		DecodePerToken: 12 * time.Millisecond, KVBlocks: 2048}
+	return []fleetMember{{"small", small}, {"small", small}, {"large", large}, {"large", large}}
+}
+
+// demoConfig is the router configuration for the fleet whose endpoints are addrs.
+func demoConfig(listen, adminListen string, addrs []string) *config.Config {
+	c := &config.Config{Listen: listen, AdminListen: adminListen}
+	byPool := map[string]*config.Pool{}
+	for i, m := range demoFleet() {
+		p, ok := byPool[m.pool]
+		if !ok {
+			c.Pools = append(c.Pools, config.Pool{Name: m.pool, Metrics: "vllm"})
+			p = &c.Pools[len(c.Pools)-1]
+			byPool[m.pool] = p
+			c.Models = append(c.Models, config.Model{Name: m.sim.Model, Pool: m.pool})
+		}
+		p.Endpoints = append(p.Endpoints, "http://"+addrs[i])
+	}
+	c.SetDefaults()
+	return c
+}
+
+func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:8080", "router data-plane `ADDR`ess")
+	adminListen := fs.String("admin-listen", "127.0.0.1:9090", "router admin `ADDR`ess")
+	fleetPort := fs.Int("fleet-port", 8101, "first of four consecutive loopback `PORT`s for the simulated model servers; 0 picks free ports")
+	printConfig := fs.Bool("print-config", false, "print the demo's effective router configuration as YAML and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	fleet := demoFleet()
+	addrs := make([]string, len(fleet))
+	for i := range fleet {
+		port := 0
+		if *fleetPort != 0 {
+			port = *fleetPort + i
+		}
+		addrs[i] = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	}
+	if *printConfig {
+		fmt.Fprint(stdout, demoConfigHeader)
+		stdout.Write(demoConfig(*listen, *adminListen, addrs).Marshal())
+		return nil
+	}
+	d, err := startDemo(ctx, *listen, *adminListen, addrs, stderr)
+	if err != nil {
+		return err
+	}
+	printDemoHelp(stdout, d)
+	<-ctx.Done()
+	return d.shutdown()
+}
+
+const demoConfigHeader = `# Switchyard demo configuration (switchyard demo --print-config).
+# Two pools of simulated vLLM servers: "small" serves sim-small, "large" serves sim-large.
+# For a real deployment, replace the endpoints with your model servers' root URLs, set
+# listen to :8080 inside a container, and see docs/configuration.md for every field.
+`
+
+// demo is a running simulated fleet plus the router in front of it.
+type demo struct {
+	router  *Server
+	fleet   []*http.Server
+	sims    []*sim.Server
+	addrs   []string
+	members []fleetMember
+	wg      sync.WaitGroup
+}
+
+// startDemo starts the fleet on addrs (port 0 picks a free one) and the router.
+func startDemo(ctx context.Context, listen, adminListen string, addrs []string, logOut io.Writer) (*demo, error) {
+	d := &demo{members: demoFleet()}
+	var lc net.ListenConfig
+	for i, m := range d.members {
+		s, err := sim.New(m.sim)
+		if err != nil {
+			d.shutdown()
+			return nil, err
+		}
+		ln, err := lc.Listen(ctx, "tcp", addrs[i])
+		if err != nil {
+			s.Close()
+			d.shutdown()
+			return nil, fmt.Errorf("demo fleet: %w", err)
+		}
+		srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		d.sims, d.fleet = append(d.sims, s), append(d.fleet, srv)
+		d.addrs = append(d.addrs, ln.Addr().String())
+		d.wg.Go(func() { srv.Serve(ln) })
+	}
+	cfg := demoConfig(listen, adminListen, d.addrs)
+	cfg.Log.Level = "warn" // the demo's terminal is for the user's requests, not request logs
+	r, err := Start(ctx, cfg, WithLogOutput(logOut))
+	if err != nil {
+		d.shutdown()
+		return nil, err
+	}
+	d.router = r
+	return d, nil
+}
+
+func (d *demo) shutdown() error {
+	var err error
+	if d.router != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = d.router.Shutdown(ctx)
+		cancel()
+	}
+	for _, s := range d.sims {
+		s.Close()
+	}
+	for _, srv := range d.fleet {
+		srv.Close()
+	}
+	d.wg.Wait()
+	return err
+}
+
+func printDemoHelp(w io.Writer, d *demo) {
+	base := "http://" + d.router.Addr()
+	fmt.Fprintf(w, "Switchyard demo: a simulated GPU fleet behind the router.\n\n")
+	for i, m := range d.members {
+		fmt.Fprintf(w, "  %-10s pool %-6s endpoint http://%s\n", m.sim.Model, m.pool, d.addrs[i])
+	}
+	fmt.Fprintf(w, "\nRouter:  %s   (metrics: http://%s/metrics)\n\nTry:\n", base, d.router.AdminAddr())
+	fmt.Fprintf(w, "  curl -s %s/v1/models\n", base)
+	fmt.Fprintf(w, "  curl -s %s/v1/chat/completions -H 'content-type: application/json' \\\n"+
+		"    -d '{\"model\":\"sim-small\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'\n", base)
+	fmt.Fprintf(w, "  curl -sN %s/v1/chat/completions -H 'content-type: application/json' \\\n"+
+		"    -d '{\"model\":\"sim-large\",\"stream\":true,\"max_tokens\":20,\"messages\":[{\"role\":\"user\",\"content\":\"Tell me a story.\"}]}'\n", base)
+	fmt.Fprintf(w, "  python3 -c 'from openai import OpenAI; c = OpenAI(base_url=\"%s/v1\", api_key=\"unused\");"+
+		" print(c.chat.completions.create(model=\"sim-small\", messages=[{\"role\": \"user\", \"content\": \"Hi\"}]).choices[0].message.content)'\n", base)
+	fmt.Fprintf(w, "\nCtrl-C stops everything.\n")
+}
+
+// simCmd runs one simulated model server.
+func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("sim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:8000", "`ADDR`ess to serve the OpenAI API and /metrics on")
+	var cfg sim.Config
+	cfg.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	s, err := sim.New(cfg)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	defer s.Close()
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", *listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	fmt.Fprintf(stdout, "switchyard sim serving on http://%s\n", ln.Addr())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+		return nil
+	}
+}
