@@ -395,3 +395,29 @@ func TestAdminEndpoints(t *testing.T) {
 		t.Error("admin still serving after shutdown")
 	}
 }
+
+// TestH2CAndHTTP1OnOnePort sends the same request over HTTP/1.1 and cleartext HTTP/2 to the
+// one data-plane port.
+func TestH2CAndHTTP1OnOnePort(t *testing.T) {
+	up := backendstest.New(t, "a")
+	_, base := startRouter(t, poolYAML("m", "", up.URL))
+	for _, h2 := range []bool{false, true} {
+		p := new(http.Protocols)
+		if h2 {
+			p.SetUnencryptedHTTP2(true)
+		} else {
+			p.SetHTTP1(true)
+		}
+		client := &http.Client{Transport: &http.Transport{Protocols: p}}
+		resp, err := client.Post(base+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"m","stream":true,"messages":[]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		client.CloseIdleConnections()
+		if wantMajor := map[bool]int{false: 1, true: 2}[h2]; resp.ProtoMajor != wantMajor || resp.StatusCode != 200 || !strings.HasSuffix(string(b), "data: [DONE]\n\n") {
+			t.Errorf("h2=%v: proto %s status %d body %q", h2, resp.Proto, resp.StatusCode, b)
+		}
+	}
+}

@@ -116,8 +116,7 @@ func (r *Router) Serve(ctx context.Context, req *Request, attempt AttemptFunc) e
 		}
 		tried = append(tried, res.Endpoint)
 		last := n == r.maxAttempts || len(tried) == len(route.Pool.Endpoints)
-		err = attempt(ctx, Target{Route: route, Endpoint: res.Endpoint, Last: last})
-		res.Done()
+		err = runAttempt(ctx, attempt, Target{Route: route, Endpoint: res.Endpoint, Last: last}, res.Done)
 		if err == nil || !IsRetryable(err) || ctx.Err() != nil {
 			return err
 		}
@@ -127,4 +126,10 @@ func (r *Router) Serve(ctx context.Context, req *Request, attempt AttemptFunc) e
 		}
 	}
 	return lastErr
+}
+
+// runAttempt runs one attempt and ends its in-flight accounting even if the attempt panics.
+func runAttempt(ctx context.Context, attempt AttemptFunc, t Target, done func()) error {
+	defer done()
+	return attempt(ctx, t)
 }
