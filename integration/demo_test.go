@@ -11,6 +11,7 @@ import (
 	"github.com/openai/openai-go/v3"
 
 	"github.com/switchyard-ai/switchyard/internal/app"
+	"github.com/switchyard-ai/switchyard/internal/config"
 )
 
 // TestDemo starts `switchyard demo` in-process, as the README's first command does, and talks
@@ -76,5 +77,24 @@ func TestDemo(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("demo did not stop on cancel")
+	}
+}
+
+// TestDemoPrintConfig checks --print-config prints a valid, complete router configuration of
+// the demo fleet: two pools of two endpoints each.
+func TestDemoPrintConfig(t *testing.T) {
+	var out strings.Builder
+	if err := app.Main(context.Background(), []string{"demo", "--print-config"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse([]byte(out.String()))
+	if err != nil {
+		t.Fatalf("printed config is invalid: %v\n%s", err, out.String())
+	}
+	if len(cfg.Pools) != 2 || len(cfg.Pools[0].Endpoints) != 2 || len(cfg.Pools[1].Endpoints) != 2 || len(cfg.Models) != 2 {
+		t.Errorf("demo config: %d pools, %d models", len(cfg.Pools), len(cfg.Models))
+	}
+	if cfg.Listen != "127.0.0.1:8080" || cfg.AdminListen != "127.0.0.1:9090" {
+		t.Errorf("listen %s admin %s", cfg.Listen, cfg.AdminListen)
 	}
 }
