@@ -17,6 +17,7 @@ type Endpoint struct {
 	URL *url.URL
 
 	inflight  atomic.Int64
+	stats     atomic.Pointer[Stats]
 	failures  atomic.Int32
 	downUntil atomic.Int64 // unix nanoseconds; 0 when healthy
 }
