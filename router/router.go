@@ -8,12 +8,16 @@ import (
 	"github.com/switchyard-ai/switchyard/backends"
 )
 
-// Route maps a model name clients use onto a pool and the name the pool's servers know.
+// Route maps a model name clients use onto a pool's scheduler and the name the pool's servers
+// know.
 type Route struct {
-	Model       string         // name clients ask for
-	TargetModel string         // name sent upstream; equal to Model when not rewritten
-	Pool        *backends.Pool // where it is served
+	Model       string     // name clients ask for
+	TargetModel string     // name sent upstream; equal to Model when not rewritten
+	Scheduler   *Scheduler // the pool that serves it and how requests are placed there
 }
+
+// Pool is the pool that serves the route.
+func (r *Route) Pool() *backends.Pool { return r.Scheduler.Pool }
 
 // Table is an immutable routing snapshot. Build one with NewTable and publish it with
 // Router.Swap; never modify it afterwards.
@@ -52,8 +56,8 @@ type AttemptFunc func(ctx context.Context, t Target) error
 // table is swapped atomically and never locked on the request path.
 type Router struct {
 	table   atomic.Pointer[Table]
-	picker  Picker
 	metrics *Metrics
+	ranks   map[string]int
 	// maxAttempts bounds tries per request: the first plus one retry on another endpoint.
 	maxAttempts int
 }
@@ -61,15 +65,24 @@ type Router struct {
 // Option configures a Router.
 type Option func(*Router)
 
-// WithPicker sets the endpoint picker; the default is LeastInFlight.
-func WithPicker(p Picker) Option { return func(r *Router) { r.picker = p } }
+// WithPriorityClasses names the priority classes, most urgent first, so that requests waiting
+// for capacity are served in that order. Default critical, standard, sheddable.
+func WithPriorityClasses(classes []string) Option {
+	return func(r *Router) {
+		r.ranks = make(map[string]int, len(classes))
+		for i, c := range classes {
+			r.ranks[c] = i
+		}
+	}
+}
 
 // WithMetrics records in-flight requests and retries in m.
 func WithMetrics(m *Metrics) Option { return func(r *Router) { r.metrics = m } }
 
 // New returns a Router with an empty table.
 func New(opts ...Option) *Router {
-	r := &Router{picker: &LeastInFlight{}, maxAttempts: 2}
+	r := &Router{maxAttempts: 2}
+	WithPriorityClasses([]string{"critical", "standard", "sheddable"})(r)
 	for _, o := range opts {
 		o(r)
 	}
@@ -93,7 +106,8 @@ func (r *Router) Resolve(model string) (*Route, error) {
 }
 
 // Serve routes req and runs attempt against picked endpoints: once, and once more on a
-// different endpoint when the first attempt fails retryably before any response byte.
+// different endpoint when the first attempt fails retryably before any response byte. While
+// every endpoint is saturated, the request waits in the pool's queue.
 func (r *Router) Serve(ctx context.Context, req *Request, attempt AttemptFunc) error {
 	route, err := r.Resolve(req.Model)
 	if err != nil {
@@ -103,11 +117,16 @@ func (r *Router) Serve(ctx context.Context, req *Request, attempt AttemptFunc) e
 		g.Inc()
 		defer g.Dec()
 	}
+	sched := route.Scheduler
+	rank, ok := r.ranks[req.Priority]
+	if !ok {
+		rank = len(r.ranks)
+	}
 	var tried []*backends.Endpoint
 	skip := func(ep *backends.Endpoint) bool { return slices.Contains(tried, ep) }
 	var lastErr error
 	for n := 1; n <= r.maxAttempts; n++ {
-		res, err := r.picker.Pick(route.Pool, req, skip)
+		res, err := sched.pick(ctx, req, rank, skip)
 		if err != nil {
 			if lastErr != nil {
 				return lastErr // the earlier failure says more than "nothing left to try"
@@ -115,8 +134,11 @@ func (r *Router) Serve(ctx context.Context, req *Request, attempt AttemptFunc) e
 			return err
 		}
 		tried = append(tried, res.Endpoint)
-		last := n == r.maxAttempts || len(tried) == len(route.Pool.Endpoints)
-		err = runAttempt(ctx, attempt, Target{Route: route, Endpoint: res.Endpoint, Last: last}, res.Done)
+		last := n == r.maxAttempts || len(tried) == len(sched.Pool.Endpoints)
+		err = runAttempt(ctx, attempt, Target{Route: route, Endpoint: res.Endpoint, Last: last}, func() {
+			res.Done()
+			sched.Wake()
+		})
 		if err == nil || !IsRetryable(err) || ctx.Err() != nil {
 			return err
 		}

@@ -117,7 +117,7 @@ func TestCoolOffDoublesAndResets(t *testing.T) {
 func TestServeRetriesOnceOnAnotherEndpoint(t *testing.T) {
 	p := pool(t, 3)
 	r := router.New()
-	r.Swap(router.NewTable([]*router.Route{{Model: "m", TargetModel: "m", Pool: p}}))
+	r.Swap(router.NewTable([]*router.Route{{Model: "m", TargetModel: "m", Scheduler: router.NewScheduler(p, nil)}}))
 	var seen []*backends.Endpoint
 	var lasts []bool
 	fail := router.Retryable(&router.Error{Code: router.CodeUpstream, Message: "refused"})
@@ -148,7 +148,7 @@ func TestServeRetriesOnceOnAnotherEndpoint(t *testing.T) {
 func TestServeDoesNotRetryAfterFirstByte(t *testing.T) {
 	p := pool(t, 2)
 	r := router.New()
-	r.Swap(router.NewTable([]*router.Route{{Model: "m", TargetModel: "m", Pool: p}}))
+	r.Swap(router.NewTable([]*router.Route{{Model: "m", TargetModel: "m", Scheduler: router.NewScheduler(p, nil)}}))
 	n := 0
 	err := r.Serve(context.Background(), &router.Request{Model: "m"}, func(context.Context, router.Target) error {
 		n++
@@ -174,7 +174,7 @@ func TestServeUnknownModel(t *testing.T) {
 func TestModelsSorted(t *testing.T) {
 	p := pool(t, 1)
 	r := router.New()
-	r.Swap(router.NewTable([]*router.Route{{Model: "zeta", Pool: p}, {Model: "alpha", Pool: p}}))
+	r.Swap(router.NewTable([]*router.Route{{Model: "zeta", Scheduler: router.NewScheduler(p, nil)}, {Model: "alpha", Scheduler: router.NewScheduler(p, nil)}}))
 	if got := r.Models(); len(got) != 2 || got[0] != "alpha" || got[1] != "zeta" {
 		t.Errorf("Models = %v", got)
 	}

@@ -65,7 +65,7 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 	if err != nil {
 		return nil, err
 	}
-	rt := router.New(router.WithMetrics(metrics))
+	rt := router.New(router.WithMetrics(metrics), router.WithPriorityClasses(cfg.Routing.PriorityClasses))
 	rt.Swap(router.NewTable(routes))
 	front := openai.NewHandler(rt,
 		openai.WithMaxBodyBytes(cfg.Server.MaxBodyBytes),
@@ -152,7 +152,7 @@ func (s *Server) detectMetrics(ctx context.Context, p *backends.Pool) {
 
 // buildRoutes turns configured pools and models into runtime pools and routes.
 func buildRoutes(cfg *config.Config) ([]*backends.Pool, []*router.Route, error) {
-	byName := map[string]*backends.Pool{}
+	byName := map[string]*router.Scheduler{}
 	var pools []*backends.Pool
 	for _, pc := range cfg.Pools {
 		u := pc.Upstream
@@ -181,14 +181,50 @@ func buildRoutes(cfg *config.Config) ([]*backends.Pool, []*router.Route, error) 
 			return nil, nil, fmt.Errorf("pool %s: %w", pc.Name, err)
 		}
 		p := backends.NewPool(pc.Name, eps, client, format)
-		byName[pc.Name] = p
+		sc := pc.Scheduling
+		byName[pc.Name] = router.NewScheduler(p, newPicker(pc), router.WithQueue(sc.Queue.MaxWaiting, sc.Queue.Timeout.D()))
 		pools = append(pools, p)
 	}
 	var routes []*router.Route
 	for _, m := range cfg.Models {
-		routes = append(routes, &router.Route{Model: m.Name, TargetModel: m.TargetModel, Pool: byName[m.Pool]})
+		routes = append(routes, &router.Route{Model: m.Name, TargetModel: m.TargetModel, Scheduler: byName[m.Pool]})
 	}
 	return pools, routes, nil
+}
+
+// newPicker builds a pool's picker from its scheduling settings. The default profile is
+// fresh-stats filter → saturation filter → queue, KV-cache and in-flight scorers → selector.
+func newPicker(pc config.Pool) router.Picker {
+	sc := pc.Scheduling
+	switch sc.Picker {
+	case "round-robin":
+		return &router.RoundRobin{}
+	case "least-in-flight":
+		return &router.LeastInFlight{}
+	}
+	var sel router.Selector = &router.MaxScore{}
+	if sc.Selector == "power-of-two" {
+		sel = &router.PowerOfTwo{}
+	}
+	var scorers []router.WeightedScorer
+	for _, ws := range []router.WeightedScorer{
+		{Scorer: router.QueueScorer{}, Weight: *sc.Weights.Queue},
+		{Scorer: router.KVCacheScorer{}, Weight: *sc.Weights.KVCache},
+		{Scorer: router.InFlightScorer{}, Weight: *sc.Weights.InFlight},
+	} {
+		if ws.Weight > 0 {
+			scorers = append(scorers, ws)
+		}
+	}
+	return &router.Profile{
+		Filters: []router.Filter{
+			router.FreshFilter{},
+			&router.SaturationFilter{MaxQueue: int64(sc.Saturation.MaxQueue), MaxKV: sc.Saturation.MaxKV},
+		},
+		Scorers:    scorers,
+		Selector:   sel,
+		StaleAfter: pc.Stats.StaleAfter.D(),
+	}
 }
 
 func newLogger(w io.Writer, c config.Log) *slog.Logger {

@@ -93,6 +93,59 @@ type Pool struct {
 	// Upstream overrides the global upstream settings field by field. After normalization it
 	// holds the effective settings.
 	Upstream *Upstream `yaml:"upstream,omitempty"`
+	// Stats configures how the endpoints' metrics are scraped.
+	Stats Stats `yaml:"stats"`
+	// Scheduling configures how requests are placed on the endpoints.
+	Scheduling Scheduling `yaml:"scheduling"`
+}
+
+// Stats configures metrics scraping for a pool.
+type Stats struct {
+	// Interval between scrapes of each endpoint. Default 100ms.
+	Interval Duration `yaml:"interval"`
+	// Timeout of one scrape. Default 1s.
+	Timeout Duration `yaml:"timeout"`
+	// StaleAfter is how old an endpoint's stats may be before it counts as unknown (not idle).
+	// Default 2s.
+	StaleAfter Duration `yaml:"stale_after"`
+	// FailureThreshold is how many consecutive failed scrapes eject an endpoint until a scrape
+	// succeeds again (backoff 1s doubling to 30s). Default 3.
+	FailureThreshold int `yaml:"failure_threshold"`
+}
+
+// Scheduling configures how a pool's endpoint is chosen for each request.
+type Scheduling struct {
+	// Picker is profile (filters, weighted scorers, selector; uses live stats), least-in-flight
+	// (local counts only) or round-robin. Default profile.
+	Picker string `yaml:"picker"`
+	// Selector picks among scored endpoints: max-score (random tie-break) or power-of-two.
+	// Default max-score.
+	Selector string `yaml:"selector"`
+	// Weights of the scorers in the total score.
+	Weights Weights `yaml:"weights"`
+	// Saturation bounds: an endpoint at or past either is skipped; when all are, requests queue.
+	Saturation Saturation `yaml:"saturation"`
+	// Queue holds requests while every endpoint is saturated, most urgent priority class first.
+	Queue Queue `yaml:"queue"`
+}
+
+// Weights are the scorer weights; 0 turns a scorer off.
+type Weights struct {
+	Queue    *float64 `yaml:"queue"`     // waiting queue plus requests sent since the scrape. Default 2.
+	KVCache  *float64 `yaml:"kv_cache"`  // free KV cache. Default 2.
+	InFlight *float64 `yaml:"in_flight"` // this replica's in-flight requests. Default 1.
+}
+
+// Saturation holds the thresholds past which an endpoint takes no new requests.
+type Saturation struct {
+	MaxQueue int     `yaml:"max_queue"` // queued requests. Default 5.
+	MaxKV    float64 `yaml:"max_kv"`    // KV-cache use, 0..1. Default 0.8.
+}
+
+// Queue bounds the requests waiting for a saturated pool.
+type Queue struct {
+	MaxWaiting int      `yaml:"max_waiting"` // default 256; beyond it 429 at once
+	Timeout    Duration `yaml:"timeout"`     // default 30s; then 429 with Retry-After
 }
 
 // Model is a model name clients may ask for.

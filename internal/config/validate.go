@@ -54,9 +54,55 @@ func (c *Config) SetDefaults() {
 		def(&p.Protocol, "openai")
 		def(&p.Metrics, "auto")
 		p.Upstream = c.Upstream.merge(p.Upstream)
+		p.Stats.setDefaults()
+		p.Scheduling.setDefaults()
 	}
 	for i := range c.Models {
 		def(&c.Models[i].TargetModel, c.Models[i].Name)
+	}
+}
+
+func (s *Stats) setDefaults() {
+	if s.Interval == 0 {
+		s.Interval = Duration(100 * time.Millisecond)
+	}
+	if s.Timeout == 0 {
+		s.Timeout = Duration(time.Second)
+	}
+	if s.StaleAfter == 0 {
+		s.StaleAfter = Duration(2 * time.Second)
+	}
+	if s.FailureThreshold == 0 {
+		s.FailureThreshold = 3
+	}
+}
+
+func (s *Scheduling) setDefaults() {
+	if s.Picker == "" {
+		s.Picker = "profile"
+	}
+	if s.Selector == "" {
+		s.Selector = "max-score"
+	}
+	defW := func(w **float64, v float64) {
+		if *w == nil {
+			*w = &v
+		}
+	}
+	defW(&s.Weights.Queue, 2)
+	defW(&s.Weights.KVCache, 2)
+	defW(&s.Weights.InFlight, 1)
+	if s.Saturation.MaxQueue == 0 {
+		s.Saturation.MaxQueue = 5
+	}
+	if s.Saturation.MaxKV == 0 {
+		s.Saturation.MaxKV = 0.8
+	}
+	if s.Queue.MaxWaiting == 0 {
+		s.Queue.MaxWaiting = 256
+	}
+	if s.Queue.Timeout == 0 {
+		s.Queue.Timeout = Duration(30 * time.Second)
 	}
 }
 
@@ -156,6 +202,7 @@ func (c *Config) validate(root *yaml.Node) error {
 		if p.Upstream != nil {
 			p.Upstream.validate(add, "pools", i, "upstream")
 		}
+		p.validateScheduling(add, i)
 	}
 	if len(c.Models) == 0 {
 		add("no models configured: add models (and pools) or pass --backend MODEL=URL")
@@ -195,6 +242,41 @@ func (u *Upstream) validate(add func(string, ...any), path ...any) {
 	}
 	if u.TLS != nil && (u.TLS.CertFile == "") != (u.TLS.KeyFile == "") {
 		add("cert_file and key_file go together", append(at("tls"), "cert_file")...)
+	}
+}
+
+func (p *Pool) validateScheduling(add func(string, ...any), i int) {
+	at := func(k ...any) []any { return append([]any{"pools", i}, k...) }
+	st := p.Stats
+	if st.Interval < 0 || st.Timeout < 0 || st.StaleAfter < 0 {
+		add("stats durations must not be negative", at("stats")...)
+	}
+	if st.FailureThreshold < 0 {
+		add("must not be negative", at("stats", "failure_threshold")...)
+	}
+	sc := p.Scheduling
+	if !slices.Contains([]string{"profile", "least-in-flight", "round-robin"}, sc.Picker) {
+		add(fmt.Sprintf("unknown picker %q (want profile, least-in-flight or round-robin)", sc.Picker), at("scheduling", "picker")...)
+	}
+	if !slices.Contains([]string{"max-score", "power-of-two"}, sc.Selector) {
+		add(fmt.Sprintf("unknown selector %q (want max-score or power-of-two)", sc.Selector), at("scheduling", "selector")...)
+	}
+	for _, w := range []struct {
+		key string
+		v   *float64
+	}{{"queue", sc.Weights.Queue}, {"kv_cache", sc.Weights.KVCache}, {"in_flight", sc.Weights.InFlight}} {
+		if w.v != nil && *w.v < 0 {
+			add("weights must not be negative", at("scheduling", "weights", w.key)...)
+		}
+	}
+	if sc.Saturation.MaxQueue < 0 {
+		add("must not be negative", at("scheduling", "saturation", "max_queue")...)
+	}
+	if sc.Saturation.MaxKV < 0 || sc.Saturation.MaxKV > 1 {
+		add("must be between 0 and 1", at("scheduling", "saturation", "max_kv")...)
+	}
+	if sc.Queue.MaxWaiting < 0 || sc.Queue.Timeout < 0 {
+		add("queue bounds must not be negative", at("scheduling", "queue")...)
 	}
 }
 

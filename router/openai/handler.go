@@ -234,7 +234,7 @@ func (h *Handler) forward(ctx context.Context, x *exchange, r *http.Request, req
 	if t.Route.TargetModel != req.Model {
 		body = p.rewriteModel(body, t.Route.TargetModel)
 	}
-	resp, err := t.Route.Pool.Client.Post(ctx, t.Endpoint, r.URL.Path, upstreamHeader(r, req.ID), body)
+	resp, err := t.Route.Pool().Client.Post(ctx, t.Endpoint, r.URL.Path, upstreamHeader(r, req.ID), body)
 	if err != nil {
 		return upstreamError(ctx, t.Endpoint, err)
 	}

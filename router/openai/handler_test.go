@@ -19,7 +19,7 @@ import (
 func TestPanicIsRecoveredAndLogged(t *testing.T) {
 	ep, _ := backends.NewEndpoint("http://127.0.0.1:9")
 	rt := router.New()
-	rt.Swap(router.NewTable([]*router.Route{{Model: "m", TargetModel: "m", Pool: backends.NewPool("p", []*backends.Endpoint{ep}, nil, backends.MetricsNone)}}))
+	rt.Swap(router.NewTable([]*router.Route{{Model: "m", TargetModel: "m", Scheduler: router.NewScheduler(backends.NewPool("p", []*backends.Endpoint{ep}, nil, backends.MetricsNone), nil)}}))
 	var logs bytes.Buffer
 	h := NewHandler(rt, WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
 	rec := httptest.NewRecorder()
@@ -51,7 +51,7 @@ func TestOneLogLinePerRequest(t *testing.T) {
 	c, _ := backends.NewHTTPClient(backends.HTTPOptions{})
 	defer c.Close()
 	rt := router.New()
-	rt.Swap(router.NewTable([]*router.Route{{Model: "m", TargetModel: "m", Pool: backends.NewPool("p", []*backends.Endpoint{ep}, c, backends.MetricsNone)}}))
+	rt.Swap(router.NewTable([]*router.Route{{Model: "m", TargetModel: "m", Scheduler: router.NewScheduler(backends.NewPool("p", []*backends.Endpoint{ep}, c, backends.MetricsNone), nil)}}))
 	var logs bytes.Buffer
 	h := NewHandler(rt, WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
 	for _, id := range []string{"", "client-chosen-id"} {

@@ -1,0 +1,75 @@
+package router
+
+// QueueScorer prefers endpoints with shorter queues: 1 for the shortest among candidates,
+// 0 for the longest, linear between. Unknown stats score 0.
+type QueueScorer struct{}
+
+var _ Scorer = QueueScorer{}
+
+// Score implements Scorer.
+func (QueueScorer) Score(_ *Request, cands []Candidate, scores []float64) {
+	relative(cands, scores, func(c *Candidate) (float64, bool) {
+		q := c.Queue()
+		return float64(q), q >= 0
+	})
+}
+
+// KVCacheScorer prefers endpoints with free KV cache: 1 − utilization. Endpoints that do not
+// export KV use, or whose stats are unknown, score 0.5, neither preferred nor avoided.
+type KVCacheScorer struct{}
+
+var _ Scorer = KVCacheScorer{}
+
+// Score implements Scorer.
+func (KVCacheScorer) Score(_ *Request, cands []Candidate, scores []float64) {
+	for i := range cands {
+		s := cands[i].Stats
+		if s == nil || s.KVUsage < 0 {
+			scores[i] = 0.5
+			continue
+		}
+		scores[i] = 1 - min(1, s.KVUsage)
+	}
+}
+
+// InFlightScorer prefers endpoints with fewer requests in flight from this replica, relative
+// to the candidates: least-connections as a score. It needs no metrics.
+type InFlightScorer struct{}
+
+var _ Scorer = InFlightScorer{}
+
+// Score implements Scorer.
+func (InFlightScorer) Score(_ *Request, cands []Candidate, scores []float64) {
+	relative(cands, scores, func(c *Candidate) (float64, bool) { return float64(c.InFlight), true })
+}
+
+// relative scores each candidate 1 at the smallest value of metric and 0 at the largest,
+// linearly between; all equal scores 1; candidates without a value score 0.
+func relative(cands []Candidate, scores []float64, metric func(*Candidate) (float64, bool)) {
+	lo, hi := 0.0, 0.0
+	seen := false
+	for i := range cands {
+		v, ok := metric(&cands[i])
+		if !ok {
+			continue
+		}
+		if !seen || v < lo {
+			lo = v
+		}
+		if !seen || v > hi {
+			hi = v
+		}
+		seen = true
+	}
+	for i := range cands {
+		v, ok := metric(&cands[i])
+		switch {
+		case !ok:
+			scores[i] = 0
+		case hi == lo:
+			scores[i] = 1
+		default:
+			scores[i] = (hi - v) / (hi - lo)
+		}
+	}
+}
