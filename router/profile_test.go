@@ -362,3 +362,25 @@ func BenchmarkProfilePick(b *testing.B) {
 		})
 	}
 }
+
+func TestLatencyScorer(t *testing.T) {
+	p := fleet(t, st(0, 0), st(0, 0), st(0, 0))
+	// Endpoint 0 prefills at 100µs/token, endpoint 1 at 200µs/token; endpoint 2 is unobserved.
+	for range 100 {
+		p.Endpoints[0].ObserveStream(1000, 100*time.Millisecond, 50*time.Millisecond, 11)
+		p.Endpoints[1].ObserveStream(1000, 200*time.Millisecond, 50*time.Millisecond, 11)
+	}
+	scores := make([]float64, 3)
+	router.LatencyScorer{}.Score(&router.Request{PromptTokens: 4000}, cands(p), scores)
+	if scores[0] != 1 || scores[1] != 0 || scores[2] != 0.5 {
+		t.Errorf("scores = %v, want [1 0 0.5]", scores)
+	}
+	// With a decode step that dominates, the faster prefill matters less but still wins.
+	for range 200 {
+		p.Endpoints[0].ObserveStream(1000, 100*time.Millisecond, 2*time.Second, 11)
+	}
+	router.LatencyScorer{}.Score(&router.Request{PromptTokens: 300}, cands(p), scores)
+	if scores[0] != 0 || scores[1] != 1 {
+		t.Errorf("short prompt, endpoint 0 in slow decode steps: scores = %v, want endpoint 1 preferred", scores)
+	}
+}

@@ -1,5 +1,7 @@
 package router
 
+import "math"
+
 // QueueScorer prefers endpoints with shorter queues: 1 for the shortest among candidates,
 // 0 for the longest, linear between. Unknown stats score 0.
 type QueueScorer struct{}
@@ -70,6 +72,44 @@ func relative(cands []Candidate, scores []float64, metric func(*Candidate) (floa
 			scores[i] = 1
 		default:
 			scores[i] = (hi - v) / (hi - lo)
+		}
+	}
+}
+
+// LatencyScorer prefers the endpoint expected to return this request's first token soonest,
+// judged from what this replica observed of each endpoint: time to first token per prompt
+// token times this prompt's length (at least 256 tokens), plus one decode step, the step the
+// request waits behind. Slow GPUs, busy servers and long prompts all show in it; least
+// connections sees none of them. Endpoints not yet observed score 0.5.
+type LatencyScorer struct{}
+
+var _ Scorer = LatencyScorer{}
+
+// Score implements Scorer.
+func (LatencyScorer) Score(req *Request, cands []Candidate, scores []float64) {
+	prompt := 256.0
+	if req != nil {
+		prompt = max(prompt, float64(req.PromptTokens))
+	}
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for i := range cands {
+		l := cands[i].Endpoint.Latency()
+		if l.PrefillPerToken == 0 && l.PerOutputToken == 0 {
+			scores[i] = -1
+			continue
+		}
+		est := l.PrefillPerToken.Seconds()*prompt + l.PerOutputToken.Seconds()
+		scores[i] = est
+		lo, hi = min(lo, est), max(hi, est)
+	}
+	for i, est := range scores {
+		switch {
+		case est < 0:
+			scores[i] = 0.5
+		case hi == lo:
+			scores[i] = 1
+		default:
+			scores[i] = (hi - est) / (hi - lo)
 		}
 	}
 }

@@ -193,7 +193,8 @@ func buildRoutes(cfg *config.Config) ([]*backends.Pool, []*router.Route, error) 
 }
 
 // newPicker builds a pool's picker from its scheduling settings. The default profile is
-// fresh-stats filter → saturation filter → queue, KV-cache and in-flight scorers → selector.
+// fresh-stats filter → saturation filter → queue, KV-cache, in-flight and latency scorers →
+// selector.
 func newPicker(pc config.Pool) router.Picker {
 	sc := pc.Scheduling
 	switch sc.Picker {
@@ -211,6 +212,7 @@ func newPicker(pc config.Pool) router.Picker {
 		{Scorer: router.QueueScorer{}, Weight: *sc.Weights.Queue},
 		{Scorer: router.KVCacheScorer{}, Weight: *sc.Weights.KVCache},
 		{Scorer: router.InFlightScorer{}, Weight: *sc.Weights.InFlight},
+		{Scorer: router.LatencyScorer{}, Weight: *sc.Weights.Latency},
 	} {
 		if ws.Weight > 0 {
 			scorers = append(scorers, ws)

@@ -134,6 +134,9 @@ type Weights struct {
 	Queue    *float64 `yaml:"queue"`     // waiting queue plus requests sent since the scrape. Default 2.
 	KVCache  *float64 `yaml:"kv_cache"`  // free KV cache. Default 2.
 	InFlight *float64 `yaml:"in_flight"` // this replica's in-flight requests. Default 1.
+	// Latency weighs the expected time to first token from each endpoint's observed speed and
+	// this prompt's length. Default 3.
+	Latency *float64 `yaml:"latency"`
 }
 
 // Saturation holds the thresholds past which an endpoint takes no new requests.

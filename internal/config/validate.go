@@ -92,6 +92,7 @@ func (s *Scheduling) setDefaults() {
 	defW(&s.Weights.Queue, 2)
 	defW(&s.Weights.KVCache, 2)
 	defW(&s.Weights.InFlight, 1)
+	defW(&s.Weights.Latency, 3)
 	if s.Saturation.MaxQueue == 0 {
 		s.Saturation.MaxQueue = 5
 	}
@@ -264,7 +265,7 @@ func (p *Pool) validateScheduling(add func(string, ...any), i int) {
 	for _, w := range []struct {
 		key string
 		v   *float64
-	}{{"queue", sc.Weights.Queue}, {"kv_cache", sc.Weights.KVCache}, {"in_flight", sc.Weights.InFlight}} {
+	}{{"queue", sc.Weights.Queue}, {"kv_cache", sc.Weights.KVCache}, {"in_flight", sc.Weights.InFlight}, {"latency", sc.Weights.Latency}} {
 		if w.v != nil && *w.v < 0 {
 			add("weights must not be negative", at("scheduling", "weights", w.key)...)
 		}

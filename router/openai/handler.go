@@ -234,6 +234,7 @@ func (h *Handler) forward(ctx context.Context, x *exchange, r *http.Request, req
 	if t.Route.TargetModel != req.Model {
 		body = p.rewriteModel(body, t.Route.TargetModel)
 	}
+	sent := time.Now()
 	resp, err := t.Route.Pool().Client.Post(ctx, t.Endpoint, r.URL.Path, upstreamHeader(r, req.ID), body)
 	if err != nil {
 		return upstreamError(ctx, t.Endpoint, err)
@@ -265,13 +266,16 @@ func (h *Handler) forward(ctx context.Context, x *exchange, r *http.Request, req
 		hdr.Del("Content-Length")
 		x.WriteHeader(resp.StatusCode)
 		x.Flush()
-		_, sawDone, err := relaySSE(x, resp.Body)
+		rs, err := relaySSE(x, resp.Body)
 		if err != nil && ctx.Err() == nil && !errors.Is(err, errClientWrite) {
 			x.Write(streamErrorEvent("The upstream stream from " + t.Endpoint.Name + " failed: " + errCause(err)))
 			x.Flush()
 			return fmt.Errorf("openai: stream relay: %w", err)
 		}
-		if err == nil && !sawDone && req.Stream {
+		if err == nil && rs.sawDone {
+			t.Endpoint.ObserveStream(req.PromptTokens, rs.first.Sub(sent), rs.last.Sub(rs.first), rs.events)
+		}
+		if err == nil && !rs.sawDone && req.Stream {
 			h.log.Warn("upstream stream ended without [DONE]", "id", req.ID, "endpoint", t.Endpoint.Name)
 		}
 		return err

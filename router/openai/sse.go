@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 )
 
 // sseWriter is where relayed events go: the client connection, flushed after every event so
@@ -21,11 +22,17 @@ var errClientWrite = errors.New("openai: writing to client failed")
 
 var doneData = []byte("data: [DONE]")
 
+// relayed describes a relayed stream.
+type relayed struct {
+	events      int       // events relayed
+	sawDone     bool      // the upstream sent its `data: [DONE]` terminator
+	first, last time.Time // when the first and the last event arrived
+}
+
 // relaySSE copies server-sent events from src to dst one whole event at a time (an event ends
 // at a blank line), flushing after each. It returns when src ends or fails, or dst fails.
-// sawDone reports whether the upstream sent its `data: [DONE]` terminator. Lines may end in
-// "\n" or "\r\n"; bytes pass through unchanged.
-func relaySSE(dst sseWriter, src io.Reader) (events int, sawDone bool, err error) {
+// Lines may end in "\n" or "\r\n"; bytes pass through unchanged.
+func relaySSE(dst sseWriter, src io.Reader) (r relayed, err error) {
 	br := bufio.NewReaderSize(src, 32<<10)
 	var ev []byte
 	for {
@@ -39,21 +46,25 @@ func relaySSE(dst sseWriter, src io.Reader) (events int, sawDone bool, err error
 			continue
 		}
 		if len(ev) > 0 && (rerr == nil || rerr == io.EOF) {
+			r.last = time.Now()
+			if r.events == 0 {
+				r.first = r.last
+			}
 			if bytes.HasPrefix(ev, doneData) {
-				sawDone = true
+				r.sawDone = true
 			}
 			if _, werr := dst.Write(ev); werr != nil {
-				return events, sawDone, fmt.Errorf("%w: %w", errClientWrite, werr)
+				return r, fmt.Errorf("%w: %w", errClientWrite, werr)
 			}
 			dst.Flush()
-			events++
+			r.events++
 			ev = ev[:0]
 		}
 		if rerr == io.EOF {
-			return events, sawDone, nil
+			return r, nil
 		}
 		if rerr != nil {
-			return events, sawDone, rerr
+			return r, rerr
 		}
 	}
 }

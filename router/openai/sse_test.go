@@ -53,9 +53,12 @@ func TestRelaySSE(t *testing.T) {
 				src = iotest.OneByteReader(src)
 			}
 			var out flushRecorder
-			events, sawDone, err := relaySSE(&out, src)
-			if (err != nil) != tt.wantErr || events != tt.events || sawDone != tt.sawDone {
-				t.Fatalf("relay = %d events, done %v, err %v; want %d, %v, err %v", events, sawDone, err, tt.events, tt.sawDone, tt.wantErr)
+			r, err := relaySSE(&out, src)
+			if (err != nil) != tt.wantErr || r.events != tt.events || r.sawDone != tt.sawDone {
+				t.Fatalf("relay = %d events, done %v, err %v; want %d, %v, err %v", r.events, r.sawDone, err, tt.events, tt.sawDone, tt.wantErr)
+			}
+			if tt.events > 0 && (r.first.IsZero() || r.last.Before(r.first)) {
+				t.Errorf("event times first %v last %v", r.first, r.last)
 			}
 			if out.String() != tt.in {
 				t.Errorf("bytes changed in relay")
@@ -70,15 +73,15 @@ func TestRelaySSE(t *testing.T) {
 func TestRelaySSEUpstreamFailureDropsPartialEvent(t *testing.T) {
 	src := io.MultiReader(strings.NewReader("data: 1\n\ndata: par"), iotest.ErrReader(io.ErrUnexpectedEOF))
 	var out flushRecorder
-	events, _, err := relaySSE(&out, src)
-	if !errors.Is(err, io.ErrUnexpectedEOF) || events != 1 || out.String() != "data: 1\n\n" {
-		t.Fatalf("got %d events %q err %v", events, out.String(), err)
+	r, err := relaySSE(&out, src)
+	if !errors.Is(err, io.ErrUnexpectedEOF) || r.events != 1 || out.String() != "data: 1\n\n" {
+		t.Fatalf("got %d events %q err %v", r.events, out.String(), err)
 	}
 }
 
 func TestRelaySSEClientWriteFailure(t *testing.T) {
 	out := flushRecorder{failAt: 12}
-	_, _, err := relaySSE(&out, strings.NewReader("data: 1\n\ndata: 2\n\n"))
+	_, err := relaySSE(&out, strings.NewReader("data: 1\n\ndata: 2\n\n"))
 	if !errors.Is(err, errClientWrite) {
 		t.Fatalf("err = %v, want errClientWrite", err)
 	}
