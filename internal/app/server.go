@@ -61,7 +61,7 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := router.NewMetrics(reg)
 
-	pools, routes, err := buildRoutes(cfg)
+	pools, routes, scheds, err := buildRoutes(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -110,8 +110,17 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 	s.stop = stop
 	s.goServe(s.data, s.dataLn)
 	s.goServe(s.admin, s.adminLn)
-	for _, p := range pools {
-		s.wg.Go(func() { s.detectMetrics(bg, p) })
+	for i, p := range pools {
+		if p.MetricsFormat() == backends.MetricsNone {
+			continue
+		}
+		st, sched := cfg.Pools[i].Stats, scheds[i]
+		c := backends.NewCollector([]*backends.Pool{p},
+			backends.WithScrapeInterval(st.Interval.D()), backends.WithScrapeTimeout(st.Timeout.D()),
+			backends.WithFailureThreshold(st.FailureThreshold), backends.WithLogger(log),
+			// Fresh stats may show room: let a request waiting for capacity try again.
+			backends.WithOnScrape(func(*backends.Pool, *backends.Endpoint) { sched.Wake() }))
+		s.wg.Go(func() { c.Run(bg) })
 	}
 	s.ready.Store(true)
 	log.Info("switchyard started", "version", version(), "listen", s.dataLn.Addr().String(),
@@ -127,33 +136,12 @@ func (s *Server) goServe(srv *http.Server, ln net.Listener) {
 	})
 }
 
-// detectMetrics learns the metrics dialect of a pool configured with metrics: auto, retrying
-// with backoff while no endpoint answers.
-func (s *Server) detectMetrics(ctx context.Context, p *backends.Pool) {
-	for wait := 500 * time.Millisecond; ; wait = min(2*wait, 30*time.Second) {
-		if p.MetricsFormat() != backends.MetricsAuto {
-			return
-		}
-		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		f, err := backends.DetectMetricsFormat(tctx, p)
-		cancel()
-		if err == nil {
-			s.log.Info("metrics format detected", "pool", p.Name, "format", string(f))
-			return
-		}
-		s.log.Debug("metrics detection failed", "pool", p.Name, "error", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-	}
-}
-
-// buildRoutes turns configured pools and models into runtime pools and routes.
-func buildRoutes(cfg *config.Config) ([]*backends.Pool, []*router.Route, error) {
+// buildRoutes turns configured pools and models into runtime pools, their schedulers (both in
+// the order of cfg.Pools) and routes.
+func buildRoutes(cfg *config.Config) ([]*backends.Pool, []*router.Route, []*router.Scheduler, error) {
 	byName := map[string]*router.Scheduler{}
 	var pools []*backends.Pool
+	var scheds []*router.Scheduler
 	for _, pc := range cfg.Pools {
 		u := pc.Upstream
 		opts := backends.HTTPOptions{
@@ -166,30 +154,32 @@ func buildRoutes(cfg *config.Config) ([]*backends.Pool, []*router.Route, error) 
 		}
 		client, err := backends.NewHTTPClient(opts)
 		if err != nil {
-			return nil, nil, fmt.Errorf("pool %s: %w", pc.Name, err)
+			return nil, nil, nil, fmt.Errorf("pool %s: %w", pc.Name, err)
 		}
 		var eps []*backends.Endpoint
 		for _, raw := range pc.Endpoints {
 			ep, err := backends.NewEndpoint(raw)
 			if err != nil {
-				return nil, nil, fmt.Errorf("pool %s: %w", pc.Name, err)
+				return nil, nil, nil, fmt.Errorf("pool %s: %w", pc.Name, err)
 			}
 			eps = append(eps, ep)
 		}
 		format, err := backends.ParseMetricsFormat(pc.Metrics)
 		if err != nil {
-			return nil, nil, fmt.Errorf("pool %s: %w", pc.Name, err)
+			return nil, nil, nil, fmt.Errorf("pool %s: %w", pc.Name, err)
 		}
 		p := backends.NewPool(pc.Name, eps, client, format)
 		sc := pc.Scheduling
-		byName[pc.Name] = router.NewScheduler(p, newPicker(pc), router.WithQueue(sc.Queue.MaxWaiting, sc.Queue.Timeout.D()))
+		sched := router.NewScheduler(p, newPicker(pc), router.WithQueue(sc.Queue.MaxWaiting, sc.Queue.Timeout.D()))
+		byName[pc.Name] = sched
 		pools = append(pools, p)
+		scheds = append(scheds, sched)
 	}
 	var routes []*router.Route
 	for _, m := range cfg.Models {
 		routes = append(routes, &router.Route{Model: m.Name, TargetModel: m.TargetModel, Scheduler: byName[m.Pool]})
 	}
-	return pools, routes, nil
+	return pools, routes, scheds, nil
 }
 
 // newPicker builds a pool's picker from its scheduling settings. The default profile is
