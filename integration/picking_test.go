@@ -198,3 +198,49 @@ func TestKilledEndpointStopsGettingTraffic(t *testing.T) {
 		}
 	}
 }
+
+// TestSaturatedPoolQueuesThen429 saturates the only endpoint: a request waits in the queue,
+// is served when capacity frees, and past the queue timeout gets 429 with Retry-After.
+func TestSaturatedPoolQueuesThen429(t *testing.T) {
+	one := startSim(t, sim.Config{Model: "m", MaxRunning: 1, DecodePerToken: 2 * time.Millisecond})
+	_, base := startRouter(t, simPoolYAML("    scheduling: {saturation: {max_queue: 1}, queue: {timeout: 300ms}}\n", one))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Two long requests directly: one runs, one waits; the endpoint is saturated (queue >= 1).
+	for range 2 {
+		go func() {
+			req, _ := http.NewRequestWithContext(ctx, "POST", one.URL+"/v1/chat/completions",
+				strings.NewReader(`{"model":"m","max_tokens":3000,"messages":[{"role":"user","content":"hi"}]}`))
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+	eventually(t, "the endpoint to queue", func() bool { return one.sim.Stats().Waiting >= 1 })
+	time.Sleep(150 * time.Millisecond)
+	resp, err := http.Post(base+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"m","max_tokens":4,"messages":[{"role":"user","content":"hi"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Header.Get("Retry-After") == "" {
+		t.Errorf("429 without Retry-After")
+	}
+	openAIError(t, resp, 429, "queue_timeout")
+
+	// Capacity frees while a request waits: it is served.
+	done := make(chan int, 1)
+	go func() {
+		resp, err := http.Post(base+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"m","max_tokens":4,"messages":[{"role":"user","content":"hi"}]}`))
+		if err != nil {
+			done <- 0
+			return
+		}
+		resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	time.Sleep(50 * time.Millisecond)
+	cancel() // the direct requests go away; the simulator frees their slots
+	if code := <-done; code != 200 {
+		t.Errorf("queued request got %d after capacity freed", code)
+	}
+}
