@@ -252,9 +252,9 @@ func (c *Collector) scrapeAndJudge(ctx context.Context, p *Pool, ep *Endpoint, f
 		}
 	default:
 		st.failures = 0
-		if !ep.Healthy(c.clock()) {
-			ep.MarkOK()
-		}
+		// A good scrape proves the server is reachable: it ends any cool-off and resets the
+		// failure count, so a later ejection starts again at the shortest cool-off.
+		ep.MarkOK()
 	}
 	return published, err
 }

@@ -2,7 +2,6 @@ package backends
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"strings"
 )
@@ -48,28 +47,4 @@ func SniffMetricsFormat(exposition []byte) MetricsFormat {
 		}
 	}
 	return MetricsNone
-}
-
-// DetectMetricsFormat scrapes /metrics from the pool's endpoints until one answers and
-// records the dialect it exports. It leaves the pool's format alone unless it is MetricsAuto.
-func DetectMetricsFormat(ctx context.Context, p *Pool) (MetricsFormat, error) {
-	if f := p.MetricsFormat(); f != MetricsAuto {
-		return f, nil
-	}
-	var lastErr error
-	for _, ep := range p.Endpoints {
-		status, body, err := p.Client.Get(ctx, ep, "/metrics", 8<<20)
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		if status != 200 {
-			lastErr = fmt.Errorf("backends: %s/metrics: status %d", ep.Name, status)
-			continue
-		}
-		f := SniffMetricsFormat(body)
-		p.SetMetricsFormat(f)
-		return f, nil
-	}
-	return MetricsAuto, lastErr
 }

@@ -345,15 +345,13 @@ var (
 	errLabelSyntax    = errors.New("malformed label set")
 	errLabelEscape    = errors.New("invalid escape in label")
 	errUnterminated   = errors.New("unterminated label value")
-	errNameBoundary   = errors.New("malformed metric name")
 	errEmptyLabelName = errors.New("empty label name")
 )
 
 // sample parses the rest of a needed sample line (after the metric name) and tallies it.
 func (p *metricsParser) sample(d *dialect, f *metricFamily, t *tally, rest []byte) error {
-	if len(rest) > 0 && rest[0] != '{' && !isBlank(rest[0]) {
-		return errNameBoundary
-	}
+	// The value may follow the name without a blank, as in "name+1": the reference parser
+	// takes whatever follows the name as the value.
 	i := skipBlank(rest, 0)
 	if p.labels == nil {
 		p.labels = make([]labelPair, 0, 32) // vLLM's cache_config_info has about 20

@@ -155,20 +155,6 @@ func TestMetricsFormat(t *testing.T) {
 			t.Errorf("Sniff(%q) = %s, want %s", text, got, want)
 		}
 	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/metrics" {
-			w.Write([]byte("sglang:token_usage 0.5\n"))
-		}
-	}))
-	defer srv.Close()
-	dead, _ := backends.NewEndpoint("http://127.0.0.1:1")
-	live, _ := backends.NewEndpoint(srv.URL)
-	c, _ := backends.NewHTTPClient(backends.HTTPOptions{})
-	defer c.Close()
-	p := backends.NewPool("p", []*backends.Endpoint{dead, live}, c, backends.MetricsAuto)
-	if f, err := backends.DetectMetricsFormat(context.Background(), p); err != nil || f != backends.MetricsSGLang || p.MetricsFormat() != backends.MetricsSGLang {
-		t.Errorf("detected %s (%v); pool says %s", f, err, p.MetricsFormat())
-	}
 	if _, err := backends.ParseMetricsFormat("prom"); err == nil {
 		t.Error("unknown format accepted")
 	}
