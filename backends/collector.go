@@ -138,11 +138,8 @@ func (c *Collector) state(ep *Endpoint) *scrapeState {
 	defer c.mu.Unlock()
 	st := c.states[ep]
 	if st == nil {
-		u := *ep.URL
-		u.Path += "/metrics"
-		u.RawPath = ""
 		st = &scrapeState{
-			url: &u,
+			url: ep.MetricsURL,
 			// Ask for the classic text format: OpenMetrics-capable servers would otherwise
 			// be free to choose.
 			header: http.Header{"Accept": {"text/plain;version=0.0.4;q=1,*/*;q=0.1"}},

@@ -2,7 +2,9 @@ package backends
 
 import (
 	"fmt"
+	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -13,8 +15,12 @@ import (
 type Endpoint struct {
 	// Name identifies the endpoint in headers, metrics and logs: host:port of its URL.
 	Name string
-	// URL is the server root, e.g. http://10.0.0.7:8000; request paths are appended to it.
+	// URL is the server root, e.g. http://10.0.0.7:8000 (request paths are appended to it), or
+	// grpc://10.0.0.7:8001 for a gRPC server.
 	URL *url.URL
+	// MetricsURL is where the server's Prometheus metrics are scraped: URL + /metrics by
+	// default (for a gRPC endpoint, http on the same host and port). See WithMetricsPort.
+	MetricsURL *url.URL
 
 	inflight  atomic.Int64
 	stats     atomic.Pointer[Stats]
@@ -53,14 +59,15 @@ func (e *Endpoint) MarkOK() {
 	}
 }
 
-// NewEndpoint parses raw (an http or https URL of a server root) into an Endpoint.
+// NewEndpoint parses raw (an http or https URL of a server root, or grpc://host:port) into
+// an Endpoint.
 func NewEndpoint(raw string) (*Endpoint, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("backends: endpoint %q: %w", raw, err)
 	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("backends: endpoint %q: scheme must be http or https", raw)
+	if u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "grpc" {
+		return nil, fmt.Errorf("backends: endpoint %q: scheme must be http, https or grpc", raw)
 	}
 	if u.Host == "" {
 		return nil, fmt.Errorf("backends: endpoint %q: missing host", raw)
@@ -69,8 +76,25 @@ func NewEndpoint(raw string) (*Endpoint, error) {
 		return nil, fmt.Errorf("backends: endpoint %q: must not have a query or fragment", raw)
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
-	return &Endpoint{Name: u.Host, URL: u}, nil
+	m := *u
+	m.Path += "/metrics"
+	if m.Scheme == "grpc" {
+		m.Scheme, m.Path = "http", "/metrics"
+	}
+	return &Endpoint{Name: u.Host, URL: u, MetricsURL: &m}, nil
 }
+
+// WithMetricsPort moves the endpoint's metrics to another port on the same host, as with
+// Triton (gRPC on 8001, metrics on 8002). It returns e.
+func (e *Endpoint) WithMetricsPort(port int) *Endpoint {
+	m := *e.MetricsURL
+	m.Host = net.JoinHostPort(e.URL.Hostname(), strconv.Itoa(port))
+	e.MetricsURL = &m
+	return e
+}
+
+// GRPC reports whether the endpoint speaks gRPC rather than HTTP.
+func (e *Endpoint) GRPC() bool { return e.URL.Scheme == "grpc" }
 
 // InFlight reports the requests this replica has sent to the endpoint that have not finished.
 func (e *Endpoint) InFlight() int64 { return e.inflight.Load() }
@@ -92,7 +116,10 @@ func (e *Endpoint) Acquire() (release func()) {
 type Pool struct {
 	Name      string
 	Endpoints []*Endpoint
-	Client    *HTTPClient
+	// Client reaches HTTP endpoints and scrapes every endpoint's metrics.
+	Client *HTTPClient
+	// GRPC reaches gRPC endpoints; nil for a pool without any.
+	GRPC *GRPCClient
 
 	metrics atomic.Value // MetricsFormat
 }

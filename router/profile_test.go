@@ -249,7 +249,7 @@ func TestSchedulerQueuesWhileSaturated(t *testing.T) {
 	done := make(chan error, 3)
 	start := func(prio string) {
 		go func() {
-			done <- r.Serve(context.Background(), &router.Request{Model: "m", Priority: prio}, func(context.Context, router.Target) error {
+			done <- r.Serve(context.Background(), &router.Request{Protocol: router.ProtocolOpenAI, Model: "m", Priority: prio}, func(context.Context, router.Target) error {
 				mu.Lock()
 				order = append(order, prio)
 				mu.Unlock()
@@ -265,7 +265,7 @@ func TestSchedulerQueuesWhileSaturated(t *testing.T) {
 	waitFor(t, func() bool { return sched.Waiting() == 3 })
 
 	// The queue is full: one more fails at once with 429 semantics.
-	err := r.Serve(context.Background(), &router.Request{Model: "m", Priority: "critical"}, func(context.Context, router.Target) error { return nil })
+	err := r.Serve(context.Background(), &router.Request{Protocol: router.ProtocolOpenAI, Model: "m", Priority: "critical"}, func(context.Context, router.Target) error { return nil })
 	var e *router.Error
 	if !errors.As(err, &e) || e.Code != router.CodeResourceExhausted || e.Reason != "queue_full" {
 		t.Fatalf("over the bound: %v", err)
@@ -288,7 +288,7 @@ func TestSchedulerQueueTimeoutAndCancel(t *testing.T) {
 	sched := router.NewScheduler(p, defaultProfile(), router.WithQueue(10, 50*time.Millisecond))
 	r := router.New()
 	r.Swap(router.NewTable([]*router.Route{{Model: "m", TargetModel: "m", Scheduler: sched}}))
-	err := r.Serve(context.Background(), &router.Request{Model: "m"}, func(context.Context, router.Target) error { return nil })
+	err := r.Serve(context.Background(), &router.Request{Protocol: router.ProtocolOpenAI, Model: "m"}, func(context.Context, router.Target) error { return nil })
 	var e *router.Error
 	if !errors.As(err, &e) || e.Reason != "queue_timeout" || e.RetryAfter <= 0 {
 		t.Fatalf("err = %v", err)
@@ -296,7 +296,7 @@ func TestSchedulerQueueTimeoutAndCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() {
-		errc <- r.Serve(ctx, &router.Request{Model: "m"}, func(context.Context, router.Target) error { return nil })
+		errc <- r.Serve(ctx, &router.Request{Protocol: router.ProtocolOpenAI, Model: "m"}, func(context.Context, router.Target) error { return nil })
 	}()
 	waitFor(t, func() bool { return sched.Waiting() == 1 })
 	cancel()
@@ -349,7 +349,7 @@ func BenchmarkProfilePick(b *testing.B) {
 		p := fleet(b, stats...)
 		prof := defaultProfile()
 		prof.Selector = &router.MaxScore{}
-		req := &router.Request{Model: "m", PromptTokens: 500}
+		req := &router.Request{Protocol: router.ProtocolOpenAI, Model: "m", PromptTokens: 500}
 		b.Run(fmt.Sprintf("endpoints=%d", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {

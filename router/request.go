@@ -5,7 +5,8 @@ type Protocol string
 
 // The protocols Switchyard accepts.
 const (
-	ProtocolOpenAI Protocol = "openai"
+	ProtocolOpenAI Protocol = "openai" // OpenAI-compatible HTTP
+	ProtocolKServe Protocol = "kserve" // KServe v2 / Open Inference Protocol (gRPC, gRPC-Web, Connect, REST)
 )
 
 // Operation names what a request asks the model to do.
@@ -16,6 +17,8 @@ const (
 	OpChat       Operation = "chat"
 	OpCompletion Operation = "completion"
 	OpEmbedding  Operation = "embedding"
+	OpInfer      Operation = "infer"    // KServe v2 ModelInfer / ModelStreamInfer
+	OpMetadata   Operation = "metadata" // KServe v2 ModelMetadata / ModelReady
 )
 
 // Request is one inference request as the core sees it: classified once by a front door,
@@ -25,9 +28,13 @@ type Request struct {
 	Protocol  Protocol  // wire protocol it arrived on
 	Operation Operation // chat, completion, embedding
 	Model     string    // model name as the client asked for it
+	Version   string    // model version (KServe); empty for the server's choice
 
-	// PromptTokens estimates the prompt's length in tokens (see EstimateTokens).
+	// PromptTokens estimates the prompt's length in tokens (see EstimateTokens). For tensor
+	// requests it is the input element count, the same kind of size signal.
 	PromptTokens int
+	// InputBytes is the size of a tensor request's inputs in bytes; 0 for text requests.
+	InputBytes int64
 	// MaxTokens is the requested output budget in tokens (times n choices); 0 when unset.
 	MaxTokens int
 	// Stream is true when the client asked for a streamed response.

@@ -11,6 +11,7 @@ import (
 // Route maps a model name clients use onto a pool's scheduler and the name the pool's servers
 // know.
 type Route struct {
+	Protocol    Protocol   // protocol of the pool's servers, and so of the clients it serves
 	Model       string     // name clients ask for
 	TargetModel string     // name sent upstream; equal to Model when not rewritten
 	Scheduler   *Scheduler // the pool that serves it and how requests are placed there
@@ -23,19 +24,24 @@ func (r *Route) Pool() *backends.Pool { return r.Scheduler.Pool }
 // Router.Swap; never modify it afterwards.
 type Table struct {
 	routes map[string]*Route
-	models []string
+	models map[Protocol][]string
 }
 
 // NewTable indexes routes by model name. Later routes with the same name replace earlier ones.
 func NewTable(routes []*Route) *Table {
-	t := &Table{routes: make(map[string]*Route, len(routes))}
+	t := &Table{routes: make(map[string]*Route, len(routes)), models: map[Protocol][]string{}}
 	for _, r := range routes {
+		if r.Protocol == "" {
+			r.Protocol = ProtocolOpenAI
+		}
 		t.routes[r.Model] = r
 	}
-	for name := range t.routes {
-		t.models = append(t.models, name)
+	for name, r := range t.routes {
+		t.models[r.Protocol] = append(t.models[r.Protocol], name)
 	}
-	slices.Sort(t.models)
+	for _, names := range t.models {
+		slices.Sort(names)
+	}
 	return t
 }
 
@@ -93,12 +99,12 @@ func New(opts ...Option) *Router {
 // Swap publishes a new routing table. Requests already routed keep the old one.
 func (r *Router) Swap(t *Table) { r.table.Store(t) }
 
-// Models lists the model names clients may ask for, sorted.
-func (r *Router) Models() []string { return r.table.Load().models }
+// Models lists the model names clients of protocol p may ask for, sorted.
+func (r *Router) Models(p Protocol) []string { return r.table.Load().models[p] }
 
-// Resolve returns the route for a model name, or a CodeNotFound error.
-func (r *Router) Resolve(model string) (*Route, error) {
-	if rt, ok := r.table.Load().routes[model]; ok {
+// Resolve returns the route for a model served over protocol p, or a CodeNotFound error.
+func (r *Router) Resolve(p Protocol, model string) (*Route, error) {
+	if rt, ok := r.table.Load().routes[model]; ok && rt.Protocol == p {
 		return rt, nil
 	}
 	return nil, &Error{Code: CodeNotFound, Param: "model", Reason: "model_not_found",
@@ -109,7 +115,7 @@ func (r *Router) Resolve(model string) (*Route, error) {
 // different endpoint when the first attempt fails retryably before any response byte. While
 // every endpoint is saturated, the request waits in the pool's queue.
 func (r *Router) Serve(ctx context.Context, req *Request, attempt AttemptFunc) error {
-	route, err := r.Resolve(req.Model)
+	route, err := r.Resolve(req.Protocol, req.Model)
 	if err != nil {
 		return err
 	}

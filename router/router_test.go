@@ -121,7 +121,7 @@ func TestServeRetriesOnceOnAnotherEndpoint(t *testing.T) {
 	var seen []*backends.Endpoint
 	var lasts []bool
 	fail := router.Retryable(&router.Error{Code: router.CodeUpstream, Message: "refused"})
-	err := r.Serve(context.Background(), &router.Request{Model: "m"}, func(_ context.Context, tg router.Target) error {
+	err := r.Serve(context.Background(), &router.Request{Protocol: router.ProtocolOpenAI, Model: "m"}, func(_ context.Context, tg router.Target) error {
 		seen = append(seen, tg.Endpoint)
 		lasts = append(lasts, tg.Last)
 		if tg.Endpoint.InFlight() != 1 {
@@ -150,7 +150,7 @@ func TestServeDoesNotRetryAfterFirstByte(t *testing.T) {
 	r := router.New()
 	r.Swap(router.NewTable([]*router.Route{{Model: "m", TargetModel: "m", Scheduler: router.NewScheduler(p, nil)}}))
 	n := 0
-	err := r.Serve(context.Background(), &router.Request{Model: "m"}, func(context.Context, router.Target) error {
+	err := r.Serve(context.Background(), &router.Request{Protocol: router.ProtocolOpenAI, Model: "m"}, func(context.Context, router.Target) error {
 		n++
 		return errors.New("stream broke")
 	})
@@ -161,7 +161,7 @@ func TestServeDoesNotRetryAfterFirstByte(t *testing.T) {
 
 func TestServeUnknownModel(t *testing.T) {
 	r := router.New()
-	err := r.Serve(context.Background(), &router.Request{Model: "x"}, func(context.Context, router.Target) error {
+	err := r.Serve(context.Background(), &router.Request{Protocol: router.ProtocolOpenAI, Model: "x"}, func(context.Context, router.Target) error {
 		t.Fatal("attempted")
 		return nil
 	})
@@ -175,7 +175,7 @@ func TestModelsSorted(t *testing.T) {
 	p := pool(t, 1)
 	r := router.New()
 	r.Swap(router.NewTable([]*router.Route{{Model: "zeta", Scheduler: router.NewScheduler(p, nil)}, {Model: "alpha", Scheduler: router.NewScheduler(p, nil)}}))
-	if got := r.Models(); len(got) != 2 || got[0] != "alpha" || got[1] != "zeta" {
+	if got := r.Models(router.ProtocolOpenAI); len(got) != 2 || got[0] != "alpha" || got[1] != "zeta" {
 		t.Errorf("Models = %v", got)
 	}
 }

@@ -124,7 +124,7 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 	}
 	s.ready.Store(true)
 	log.Info("switchyard started", "version", version(), "listen", s.dataLn.Addr().String(),
-		"admin", s.adminLn.Addr().String(), "models", rt.Models())
+		"admin", s.adminLn.Addr().String(), "openai_models", rt.Models(router.ProtocolOpenAI), "kserve_models", rt.Models(router.ProtocolKServe))
 	return s, nil
 }
 

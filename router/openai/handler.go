@@ -185,7 +185,7 @@ func (h *Handler) serve(x *exchange, r *http.Request, id string) error {
 		return &router.Error{Code: router.CodeInvalidArgument, Param: h.priorityHeader, Reason: "invalid_priority",
 			Message: "Unknown priority class " + strconv.Quote(req.Priority) + "; known classes: " + strings.Join(h.priorities, ", ") + "."}
 	}
-	if _, err := h.rt.Resolve(req.Model); err == nil {
+	if _, err := h.rt.Resolve(router.ProtocolOpenAI, req.Model); err == nil {
 		x.model = req.Model
 	}
 	return h.rt.Serve(r.Context(), &req, func(ctx context.Context, t router.Target) error {
@@ -371,7 +371,7 @@ type modelEntry struct {
 
 func (h *Handler) listModels(x *exchange) error {
 	l := modelList{Object: "list", Data: []modelEntry{}}
-	for _, m := range h.rt.Models() {
+	for _, m := range h.rt.Models(router.ProtocolOpenAI) {
 		l.Data = append(l.Data, modelEntry{ID: m, Object: "model", Created: h.created, OwnedBy: "switchyard"})
 	}
 	b, _ := json.Marshal(l)
