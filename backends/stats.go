@@ -43,7 +43,12 @@ type LoRAStats struct {
 func (e *Endpoint) Stats() *Stats { return e.stats.Load() }
 
 // SetStats publishes a new snapshot. Only the collector calls it; tests may too.
-func (e *Endpoint) SetStats(s *Stats) { e.stats.Store(s) }
+func (e *Endpoint) SetStats(s *Stats) {
+	if s != nil && s.Running > 0 {
+		e.latency.observeRunning(s.Running)
+	}
+	e.stats.Store(s)
+}
 
 // Age reports how old the snapshot is at now; a nil snapshot is infinitely old.
 func (s *Stats) Age(now time.Time) time.Duration {

@@ -367,20 +367,26 @@ func TestLatencyScorer(t *testing.T) {
 	p := fleet(t, st(0, 0), st(0, 0), st(0, 0))
 	// Endpoint 0 prefills at 100µs/token, endpoint 1 at 200µs/token; endpoint 2 is unobserved.
 	for range 100 {
-		p.Endpoints[0].ObserveStream(1000, 100*time.Millisecond, 50*time.Millisecond, 11)
-		p.Endpoints[1].ObserveStream(1000, 200*time.Millisecond, 50*time.Millisecond, 11)
+		p.Endpoints[0].ObserveStream(1000, backends.Sent{InFlight: 1}, 107500*time.Microsecond, 50*time.Millisecond, 11)
+		p.Endpoints[1].ObserveStream(1000, backends.Sent{InFlight: 1}, 207500*time.Microsecond, 50*time.Millisecond, 11)
 	}
 	scores := make([]float64, 3)
 	router.LatencyScorer{}.Score(&router.Request{PromptTokens: 4000}, cands(p), scores)
 	if scores[0] != 1 || scores[1] != 0 || scores[2] != 0.5 {
 		t.Errorf("scores = %v, want [1 0 0.5]", scores)
 	}
-	// With a decode step that dominates, the faster prefill matters less but still wins.
+	// In slow decode steps endpoint 0 is worse for a short prompt despite its faster prefill.
 	for range 200 {
-		p.Endpoints[0].ObserveStream(1000, 100*time.Millisecond, 2*time.Second, 11)
+		p.Endpoints[0].ObserveStream(1000, backends.Sent{InFlight: 1}, 400*time.Millisecond, 2*time.Second, 11)
 	}
 	router.LatencyScorer{}.Score(&router.Request{PromptTokens: 300}, cands(p), scores)
 	if scores[0] != 0 || scores[1] != 1 {
 		t.Errorf("short prompt, endpoint 0 in slow decode steps: scores = %v, want endpoint 1 preferred", scores)
+	}
+	// Prefill work already sent to endpoint 1 counts against it.
+	p.Endpoints[1].StartPrefill(50000)
+	router.LatencyScorer{}.Score(&router.Request{PromptTokens: 300}, cands(p), scores)
+	if scores[1] != 0 {
+		t.Errorf("endpoint 1 with 50k tokens of prefill queued: scores = %v", scores)
 	}
 }

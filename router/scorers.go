@@ -76,29 +76,47 @@ func relative(cands []Candidate, scores []float64, metric func(*Candidate) (floa
 	}
 }
 
-// LatencyScorer prefers the endpoint expected to return this request's first token soonest,
-// judged from what this replica observed of each endpoint: time to first token per prompt
-// token times this prompt's length (at least 256 tokens), plus one decode step, the step the
-// request waits behind. Slow GPUs, busy servers and long prompts all show in it; least
-// connections sees none of them. Endpoints not yet observed score 0.5.
+// LatencyScorer prefers the endpoint expected to return this request's first token soonest.
+// The estimate comes from what this replica observed of each endpoint:
+//
+//	ttft ≈ step + prefill_per_token × (prefill_queue + prompt) + slot_wait
+//	slot_wait = max(0, busy + 1 − capacity) × decode / capacity
+//
+// step is the current decode step (the request waits out the one in progress); prefill_queue
+// is the prompt tokens sent there still waiting for their first token; busy is the endpoint's
+// running plus queued requests as last scraped plus those sent since (or this replica's
+// in-flight count when larger or when stats are unknown); capacity is the most requests it
+// was seen running at once; decode is how long a stream keeps its slot. Slow GPUs, long
+// prompts ahead, full batches and this prompt's length all show in it; least connections sees
+// none of them. Endpoints not yet observed score 0.5; scores are relative, 1 for the soonest.
 type LatencyScorer struct{}
 
 var _ Scorer = LatencyScorer{}
 
 // Score implements Scorer.
 func (LatencyScorer) Score(req *Request, cands []Candidate, scores []float64) {
-	prompt := 256.0
+	prompt := 0.0
 	if req != nil {
-		prompt = max(prompt, float64(req.PromptTokens))
+		prompt = float64(req.PromptTokens)
 	}
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for i := range cands {
-		l := cands[i].Endpoint.Latency()
+		c := &cands[i]
+		l := c.Endpoint.Latency()
 		if l.PrefillPerToken == 0 && l.PerOutputToken == 0 {
 			scores[i] = -1
 			continue
 		}
-		est := l.PrefillPerToken.Seconds()*prompt + l.PerOutputToken.Seconds()
+		est := l.PerOutputToken.Seconds() + l.PrefillPerToken.Seconds()*(float64(l.PrefillQueue)+prompt)
+		if l.MaxRunning > 0 && l.Decode > 0 {
+			busy := c.InFlight
+			if c.Stats != nil && c.Stats.Running >= 0 {
+				busy = max(busy, int64(c.Stats.Running+c.Stats.Waiting)+c.Pending)
+			}
+			if excess := busy + 1 - int64(l.MaxRunning); excess > 0 {
+				est += float64(excess) * l.Decode.Seconds() / float64(l.MaxRunning)
+			}
+		}
 		scores[i] = est
 		lo, hi = min(lo, est), max(hi, est)
 	}

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -235,6 +236,10 @@ func (h *Handler) forward(ctx context.Context, x *exchange, r *http.Request, req
 		body = p.rewriteModel(body, t.Route.TargetModel)
 	}
 	sent := time.Now()
+	load := backends.Sent{PrefillAhead: t.Endpoint.StartPrefill(req.PromptTokens), InFlight: t.Endpoint.InFlight()}
+	var prefillOnce sync.Once
+	endPrefill := func() { prefillOnce.Do(func() { t.Endpoint.EndPrefill(req.PromptTokens) }) }
+	defer endPrefill()
 	resp, err := t.Route.Pool().Client.Post(ctx, t.Endpoint, r.URL.Path, upstreamHeader(r, req.ID), body)
 	if err != nil {
 		return upstreamError(ctx, t.Endpoint, err)
@@ -266,14 +271,14 @@ func (h *Handler) forward(ctx context.Context, x *exchange, r *http.Request, req
 		hdr.Del("Content-Length")
 		x.WriteHeader(resp.StatusCode)
 		x.Flush()
-		rs, err := relaySSE(x, resp.Body)
+		rs, err := relaySSE(x, resp.Body, endPrefill)
 		if err != nil && ctx.Err() == nil && !errors.Is(err, errClientWrite) {
 			x.Write(streamErrorEvent("The upstream stream from " + t.Endpoint.Name + " failed: " + errCause(err)))
 			x.Flush()
 			return fmt.Errorf("openai: stream relay: %w", err)
 		}
 		if err == nil && rs.sawDone {
-			t.Endpoint.ObserveStream(req.PromptTokens, rs.first.Sub(sent), rs.last.Sub(rs.first), rs.events)
+			t.Endpoint.ObserveStream(req.PromptTokens, load, rs.first.Sub(sent), rs.last.Sub(rs.first), rs.events)
 		}
 		if err == nil && !rs.sawDone && req.Stream {
 			h.log.Warn("upstream stream ended without [DONE]", "id", req.ID, "endpoint", t.Endpoint.Name)

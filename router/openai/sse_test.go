@@ -53,7 +53,7 @@ func TestRelaySSE(t *testing.T) {
 				src = iotest.OneByteReader(src)
 			}
 			var out flushRecorder
-			r, err := relaySSE(&out, src)
+			r, err := relaySSE(&out, src, nil)
 			if (err != nil) != tt.wantErr || r.events != tt.events || r.sawDone != tt.sawDone {
 				t.Fatalf("relay = %d events, done %v, err %v; want %d, %v, err %v", r.events, r.sawDone, err, tt.events, tt.sawDone, tt.wantErr)
 			}
@@ -73,7 +73,7 @@ func TestRelaySSE(t *testing.T) {
 func TestRelaySSEUpstreamFailureDropsPartialEvent(t *testing.T) {
 	src := io.MultiReader(strings.NewReader("data: 1\n\ndata: par"), iotest.ErrReader(io.ErrUnexpectedEOF))
 	var out flushRecorder
-	r, err := relaySSE(&out, src)
+	r, err := relaySSE(&out, src, nil)
 	if !errors.Is(err, io.ErrUnexpectedEOF) || r.events != 1 || out.String() != "data: 1\n\n" {
 		t.Fatalf("got %d events %q err %v", r.events, out.String(), err)
 	}
@@ -81,7 +81,7 @@ func TestRelaySSEUpstreamFailureDropsPartialEvent(t *testing.T) {
 
 func TestRelaySSEClientWriteFailure(t *testing.T) {
 	out := flushRecorder{failAt: 12}
-	_, err := relaySSE(&out, strings.NewReader("data: 1\n\ndata: 2\n\n"))
+	_, err := relaySSE(&out, strings.NewReader("data: 1\n\ndata: 2\n\n"), nil)
 	if !errors.Is(err, errClientWrite) {
 		t.Fatalf("err = %v, want errClientWrite", err)
 	}
