@@ -27,6 +27,12 @@ type Config struct {
 	SpikeRate          float64       // fraction of requests delayed by SpikeLatency before prefill; default 0
 	SpikeLatency       time.Duration // default 0
 	DropRate           float64       // fraction of streams whose connection is cut mid-stream; default 0
+
+	// The KServe v2 tensor model (see RegisterKServe and the package doc).
+	TensorModel       string        // name of the tensor model served over KServe v2; default "sim-tensor"
+	TensorLatency     time.Duration // compute time per tensor request; default 2ms
+	TensorPerElement  time.Duration // extra compute time per input element (both inputs counted); default 0
+	TensorConcurrency int           // tensor requests computed at once, the rest wait FIFO up to MaxWaiting; default 4
 }
 
 // withDefaults returns c with every zero field replaced by its default.
@@ -44,6 +50,11 @@ func (c Config) withDefaults() Config {
 	if c.Model == "" {
 		c.Model = "sim-model"
 	}
+	if c.TensorModel == "" {
+		c.TensorModel = "sim-tensor"
+	}
+	defDur(&c.TensorLatency, 2*time.Millisecond)
+	def(&c.TensorConcurrency, 4)
 	def(&c.MaxRunning, 8)
 	def(&c.MaxWaiting, 128)
 	defDur(&c.PrefillPerToken, 100*time.Microsecond)
@@ -71,6 +82,7 @@ func (c Config) validate() error {
 	}{
 		{"max-running", c.MaxRunning}, {"max-waiting", c.MaxWaiting}, {"kv-blocks", c.KVBlocks},
 		{"block-size", c.BlockSize}, {"default-max-tokens", c.DefaultMaxTokens}, {"embedding-dim", c.EmbeddingDim},
+		{"tensor-concurrency", c.TensorConcurrency},
 	} {
 		if f.v < 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %d", f.name, f.v))
@@ -82,6 +94,7 @@ func (c Config) validate() error {
 	}{
 		{"prefill-per-token", c.PrefillPerToken}, {"prefill-base", c.PrefillBase},
 		{"decode-per-token", c.DecodePerToken}, {"spike-latency", c.SpikeLatency},
+		{"tensor-latency", c.TensorLatency}, {"tensor-per-element", c.TensorPerElement},
 	} {
 		if f.v < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative, got %v", f.name, f.v))
@@ -124,4 +137,8 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.SpikeRate, "spike-rate", d.SpikeRate, "fraction of requests delayed by --spike-latency before prefill")
 	fs.DurationVar(&c.SpikeLatency, "spike-latency", d.SpikeLatency, "extra delay for spiked requests")
 	fs.Float64Var(&c.DropRate, "drop-rate", d.DropRate, "fraction of streams whose connection is cut mid-stream")
+	fs.StringVar(&c.TensorModel, "tensor-model", d.TensorModel, "name of the add/sub tensor model served over KServe v2")
+	fs.DurationVar(&c.TensorLatency, "tensor-latency", d.TensorLatency, "compute time per tensor inference request")
+	fs.DurationVar(&c.TensorPerElement, "tensor-per-element", d.TensorPerElement, "extra tensor compute time per input element")
+	fs.IntVar(&c.TensorConcurrency, "tensor-concurrency", d.TensorConcurrency, "tensor requests computed at once; the rest wait FIFO up to --max-waiting")
 }

@@ -1,12 +1,15 @@
 // Package sim owns the simulated LLM model server that stands in for GPUs in
-// Switchyard's tests and demo; it may import only the standard library and
-// the Prometheus client, never other Switchyard packages.
+// Switchyard's tests and demo; it may import only the standard library, the
+// Prometheus client, grpc-go and the generated protocol code in gen/inference,
+// never other Switchyard packages.
 //
 // A Server speaks the OpenAI-compatible HTTP API that vLLM serves
 // (/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models,
-// /health, /metrics) and exports vLLM's metric names. Its latencies come from
-// real mechanisms rather than canned numbers, so a routing decision that
-// helps against the simulator helps for the same reason against vLLM.
+// /health, /metrics) and exports vLLM's metric names. It also serves a small
+// tensor model over KServe v2 gRPC and REST, Triton-style (see below). Its
+// latencies come from real mechanisms rather than canned numbers, so a
+// routing decision that helps against the simulator helps for the same
+// reason against vLLM.
 //
 // # Scheduling
 //
@@ -61,4 +64,41 @@
 // ErrorRate (500 before any work), SpikeRate (SpikeLatency of extra delay
 // before queueing) and DropRate (a stream's connection cut after two events)
 // are drawn per request from a random source seeded with Seed.
+//
+// # KServe v2 tensor model
+//
+// TensorModel (version "1", platform "sim") is Triton's classic add/sub
+// example: inputs INPUT0 and INPUT1 of one datatype (INT32, INT64, FP32 or
+// FP64) and one shape of any rank give OUTPUT0 = INPUT0+INPUT1 and
+// OUTPUT1 = INPUT0−INPUT1 (integers wrap). RegisterKServe serves it over the
+// GRPCInferenceService, including Triton's ModelStreamInfer; Handler serves
+// the REST API under /v2 with JSON tensors (flat or nested data). A gRPC
+// request with raw_input_contents is answered with raw_output_contents,
+// typed contents with typed contents. Only the requested outputs are
+// returned (both when none are named) and the request id is echoed.
+// Request parameters, sequence_id among them, are accepted and ignored: the
+// model keeps no state.
+//
+// Requests compute TensorConcurrency at a time for
+//
+//	compute = TensorLatency + TensorPerElement × (elements of INPUT0 + INPUT1)
+//
+// and the rest wait in a FIFO queue; a request finding MaxWaiting already
+// queued is refused with RESOURCE_EXHAUSTED (REST 429, as the OpenAI API
+// answers a full queue). A request whose client goes away leaves the queue,
+// or its compute slot, at once. Errors map to gRPC codes and REST statuses
+// as INVALID_ARGUMENT/400 (bad tensors), NOT_FOUND/404 (another model, or a
+// version other than "" and "1"), INTERNAL/500 (ErrorRate's injected
+// fault), UNAVAILABLE/503 (after Close); REST bodies are {"error": "..."}.
+// SpikeRate delays a request by SpikeLatency before it queues.
+//
+// /metrics adds Triton's families beside vLLM's, labelled model and version:
+// nv_inference_request_success, nv_inference_request_failure (reason
+// REJECTED, CANCELED, BACKEND or OTHER), nv_inference_count,
+// nv_inference_exec_count, the nv_inference_{request,queue,compute_infer}
+// _duration_us counters of successful requests, and the gauge
+// nv_inference_pending_request_count (queued now). One simulated 80 GiB GPU
+// reports nv_gpu_memory_total_bytes, nv_gpu_memory_used_bytes (2 GiB of
+// weights plus 256 MiB per queued or running tensor request) and
+// nv_gpu_utilization (busy compute slots ÷ TensorConcurrency).
 package sim

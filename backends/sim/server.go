@@ -12,6 +12,7 @@ import (
 type Server struct {
 	cfg      Config
 	eng      *engine
+	tensor   *tensorModel
 	metrics  *metrics
 	faults   *faults
 	mux      *http.ServeMux
@@ -32,6 +33,11 @@ type Stats struct {
 	PromptTokens     int64
 	GenerationTokens int64
 	Requests         int64
+
+	// The KServe v2 tensor model: requests computing and queued now, and
+	// inference requests received, whatever their outcome.
+	TensorRunning, TensorWaiting int
+	TensorRequests               int64
 }
 
 // New applies defaults to cfg, validates it and starts the engine goroutine,
@@ -48,26 +54,30 @@ func New(cfg Config) (*Server, error) {
 		eng:     newEngine(cfg, m.ttft, m.e2e, m.queueTime),
 	}
 	m.register(cfg, s.eng)
+	s.tensor = newTensorModel(cfg, s.faults, s.eng.stop)
+	m.registerTriton(cfg, s.tensor)
 	s.mux = s.routes()
+	s.kserveRoutes(s.mux)
 	return s, nil
 }
 
-// Handler returns the HTTP handler serving the OpenAI-compatible API,
-// /health and /metrics.
+// Handler returns the HTTP handler serving the OpenAI-compatible API, the
+// KServe v2 REST API under /v2, /health and /metrics.
 func (s *Server) Handler() http.Handler { return s.mux }
 
 // Close stops the engine. Queued and running requests end with an error
-// (503, or an error event on a stream) and later requests get 503. Close is
-// idempotent.
+// (503, or an error event on a stream; UNAVAILABLE over KServe gRPC) and
+// later requests get 503. Close is idempotent.
 func (s *Server) Close() { s.eng.close() }
 
 // Stats returns a snapshot of the server's queue, cache and counters.
 func (s *Server) Stats() Stats {
-	st := s.eng.snapshot()
+	st, ts := s.eng.snapshot(), s.tensor.snapshot()
 	return Stats{
 		Running: st.running, Waiting: st.waiting, KVUsage: st.kvUsage,
 		PrefixHits: st.prefixHits, PrefixQueries: st.prefixQueries,
 		PromptTokens: st.promptTokens, GenerationTokens: st.genTokens,
-		Requests: s.requests.Load(),
+		Requests: s.requests.Load(), TensorRequests: ts.requests,
+		TensorRunning: ts.running, TensorWaiting: ts.waiting,
 	}
 }
