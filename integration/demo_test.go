@@ -91,7 +91,7 @@ func TestDemoPrintConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("printed config is invalid: %v\n%s", err, out.String())
 	}
-	if len(cfg.Pools) != 2 || len(cfg.Pools[0].Endpoints) != 2 || len(cfg.Pools[1].Endpoints) != 2 || len(cfg.Models) != 2 {
+	if len(cfg.Pools) != 3 || len(cfg.Pools[0].Endpoints) != 2 || len(cfg.Pools[1].Endpoints) != 2 || len(cfg.Pools[2].Endpoints) != 2 || len(cfg.Models) != 3 {
 		t.Errorf("demo config: %d pools, %d models", len(cfg.Pools), len(cfg.Models))
 	}
 	if cfg.Listen != "127.0.0.1:8080" || cfg.AdminListen != "127.0.0.1:9090" {

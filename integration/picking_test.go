@@ -33,7 +33,7 @@ func startSim(t *testing.T, cfg sim.Config) *simServer {
 		t.Fatal(err)
 	}
 	ss := &simServer{URL: "http://" + ln.Addr().String(), Host: ln.Addr().String(), sim: s,
-		srv: &http.Server{Handler: s.Handler()}}
+		srv: &http.Server{Handler: s.CombinedHandler(), Protocols: sim.H2C()}}
 	go ss.srv.Serve(ln)
 	t.Cleanup(ss.kill)
 	return ss

@@ -20,7 +20,8 @@ const usage = `Switchyard is a gRPC-native inference router for GPU model server
 
 Usage:
   switchyard demo [--listen ADDR] [--admin-listen ADDR] [--print-config]
-  switchyard serve [--config FILE] [--listen ADDR] [--admin-listen ADDR] [--backend MODEL=URL[,URL...]]...
+  switchyard serve [--config FILE] [--listen ADDR] [--admin-listen ADDR]
+                   [--backend MODEL=URL[,URL...]]... [--kserve-backend MODEL=HOST:PORT[,HOST:PORT...]]...
   switchyard config check FILE
   switchyard sim [--listen ADDR] [--model NAME] [latency, capacity and fault flags]
   switchyard version
@@ -103,6 +104,7 @@ type serveFlags struct {
 	listen      string
 	adminListen string
 	backends    multiFlag
+	kserve      multiFlag
 }
 
 func (f *serveFlags) bind(fs *flag.FlagSet) {
@@ -110,6 +112,7 @@ func (f *serveFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.listen, "listen", "", "data-plane `ADDR`ess, overriding the config's listen (default 127.0.0.1:8080)")
 	fs.StringVar(&f.adminListen, "admin-listen", "", "admin `ADDR`ess, overriding the config's admin_listen (default 127.0.0.1:9090)")
 	fs.Var(&f.backends, "backend", "`MODEL=URL[,URL...]`: serve MODEL from these OpenAI-compatible servers (repeatable; replaces a model of that name from the file)")
+	fs.Var(&f.kserve, "kserve-backend", "`MODEL=HOST:PORT[,HOST:PORT...]`: serve MODEL from these KServe v2 gRPC servers (repeatable; replaces a model of that name from the file)")
 }
 
 // load builds the effective configuration: the file (if any), then each flag over it.
@@ -133,6 +136,11 @@ func (f *serveFlags) load() (*config.Config, error) {
 	}
 	for _, b := range f.backends {
 		if err := cfg.AddBackend(b); err != nil {
+			return nil, fmt.Errorf("%w: %w", errUsage, err)
+		}
+	}
+	for _, b := range f.kserve {
+		if err := cfg.AddKServeBackend(b); err != nil {
 			return nil, fmt.Errorf("%w: %w", errUsage, err)
 		}
 	}
@@ -164,8 +172,8 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
-	if f.configFile == "" && len(f.backends) == 0 {
-		return fmt.Errorf("%w: serve needs --config FILE or at least one --backend MODEL=URL", errUsage)
+	if f.configFile == "" && len(f.backends) == 0 && len(f.kserve) == 0 {
+		return fmt.Errorf("%w: serve needs --config FILE or at least one --backend MODEL=URL or --kserve-backend MODEL=HOST:PORT", errUsage)
 	}
 	cfg, err := f.load()
 	if err != nil {

@@ -27,26 +27,36 @@ type fleetMember struct {
 // as a 70B model does next to an 8B one on the same GPU type.
 func demoFleet() []fleetMember {
 	small := sim.Config{Model: "sim-small", MaxRunning: 16, PrefillPerToken: 50 * time.Microsecond,
-		DecodePerToken: 4 * time.Millisecond, KVBlocks: 4096}
+		DecodePerToken: 4 * time.Millisecond, KVBlocks: 4096, TensorModel: demoTensorModel}
 	large := sim.Config{Model: "sim-large", MaxRunning: 8, PrefillPerToken: 200 * time.Microsecond,
 		DecodePerToken: 12 * time.Millisecond, KVBlocks: 2048}
 	return []fleetMember{{"small", small}, {"small", small}, {"large", large}, {"large", large}}
 }
 
-// demoConfig is the router configuration for the fleet whose endpoints are addrs.
+// demoTensorModel is the KServe v2 model the small servers also serve (an add/sub model).
+const demoTensorModel = "sim-tensor"
+
+// demoConfig is the router configuration for the fleet whose endpoints are addrs: a pool per
+// chat model, and a KServe v2 pool of the small servers' gRPC side for the tensor model.
 func demoConfig(listen, adminListen string, addrs []string) *config.Config {
 	c := &config.Config{Listen: listen, AdminListen: adminListen}
-	byPool := map[string]*config.Pool{}
+	pools := map[string]int{}
+	tensor := config.Pool{Name: "tensor", Protocol: "kserve", Metrics: "triton"}
 	for i, m := range demoFleet() {
-		p, ok := byPool[m.pool]
+		at, ok := pools[m.pool]
 		if !ok {
 			c.Pools = append(c.Pools, config.Pool{Name: m.pool, Metrics: "vllm"})
-			p = &c.Pools[len(c.Pools)-1]
-			byPool[m.pool] = p
+			at = len(c.Pools) - 1
+			pools[m.pool] = at
 			c.Models = append(c.Models, config.Model{Name: m.sim.Model, Pool: m.pool})
 		}
-		p.Endpoints = append(p.Endpoints, "http://"+addrs[i])
+		c.Pools[at].Endpoints = append(c.Pools[at].Endpoints, "http://"+addrs[i])
+		if m.pool == "small" {
+			tensor.Endpoints = append(tensor.Endpoints, "grpc://"+addrs[i])
+		}
 	}
+	c.Pools = append(c.Pools, tensor)
+	c.Models = append(c.Models, config.Model{Name: demoTensorModel, Pool: "tensor"})
 	c.SetDefaults()
 	return c
 }
@@ -91,7 +101,8 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 const demoConfigHeader = `# Switchyard demo configuration (switchyard demo --print-config).
-# Two pools of simulated vLLM servers: "small" serves sim-small, "large" serves sim-large.
+# Two pools of simulated vLLM servers: "small" serves sim-small, "large" serves sim-large;
+# the small servers also serve the KServe v2 tensor model sim-tensor over gRPC ("tensor").
 # For a real deployment, replace the endpoints with your model servers' root URLs, set
 # listen to :8080 inside a container, and see docs/configuration.md for every field.
 `
@@ -122,7 +133,7 @@ func startDemo(ctx context.Context, listen, adminListen string, addrs []string, 
 			d.shutdown()
 			return nil, fmt.Errorf("demo fleet: %w", err)
 		}
-		srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		srv := &http.Server{Handler: s.CombinedHandler(), Protocols: sim.H2C(), ReadHeaderTimeout: 10 * time.Second}
 		d.sims, d.fleet = append(d.sims, s), append(d.fleet, srv)
 		d.addrs = append(d.addrs, ln.Addr().String())
 		d.wg.Go(func() { srv.Serve(ln) })
@@ -169,6 +180,10 @@ func printDemoHelp(w io.Writer, d *demo) {
 		"    -d '{\"model\":\"sim-large\",\"stream\":true,\"max_tokens\":20,\"messages\":[{\"role\":\"user\",\"content\":\"Tell me a story.\"}]}'\n", base)
 	fmt.Fprintf(w, "  python3 -c 'from openai import OpenAI; c = OpenAI(base_url=\"%s/v1\", api_key=\"unused\");"+
 		" print(c.chat.completions.create(model=\"sim-small\", messages=[{\"role\": \"user\", \"content\": \"Hi\"}]).choices[0].message.content)'\n", base)
+	fmt.Fprintf(w, "  curl -s %s/v2/models/%s/infer -H 'content-type: application/json' \\\n"+
+		"    -d '{\"inputs\":[{\"name\":\"INPUT0\",\"shape\":[1,4],\"datatype\":\"INT32\",\"data\":[1,2,3,4]},"+
+		"{\"name\":\"INPUT1\",\"shape\":[1,4],\"datatype\":\"INT32\",\"data\":[10,20,30,40]}]}'\n", base, demoTensorModel)
+	fmt.Fprintf(w, "  KServe v2 gRPC (also gRPC-Web and Connect) on the same address: %s, service inference.GRPCInferenceService\n", d.router.Addr())
 	fmt.Fprintf(w, "\nCtrl-C stops everything.\n")
 }
 
@@ -195,8 +210,8 @@ func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	fmt.Fprintf(stdout, "switchyard sim serving on http://%s\n", ln.Addr())
+	srv := &http.Server{Handler: s.CombinedHandler(), Protocols: sim.H2C(), ReadHeaderTimeout: 10 * time.Second}
+	fmt.Fprintf(stdout, "switchyard sim serving OpenAI and KServe v2 REST on http://%s, KServe v2 gRPC on grpc://%s\n", ln.Addr(), ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

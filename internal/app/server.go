@@ -20,6 +20,7 @@ import (
 	"github.com/switchyard-ai/switchyard/backends"
 	"github.com/switchyard-ai/switchyard/internal/config"
 	"github.com/switchyard-ai/switchyard/router"
+	"github.com/switchyard-ai/switchyard/router/kserve"
 	"github.com/switchyard-ai/switchyard/router/openai"
 )
 
@@ -75,8 +76,18 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 		openai.WithLogger(log), openai.WithMetrics(metrics))
 
 	s := &Server{log: log, drain: cfg.Server.DrainTimeout.D(), pools: pools}
+	ks := kserve.NewHandler(rt,
+		kserve.WithLogger(log), kserve.WithMetrics(metrics),
+		kserve.WithServerInfo(Version, s.ready.Load),
+		kserve.WithSessionHeader(cfg.Routing.SessionHeader),
+		kserve.WithPriorities(cfg.Routing.PriorityHeader, cfg.Routing.PriorityClasses, cfg.Routing.DefaultPriority),
+		kserve.WithRoutingHeaders(*cfg.Routing.ResponseHeaders),
+		kserve.WithLimits(kserve.DefaultMaxElements, cfg.Server.MaxBodyBytes))
 	dataMux := http.NewServeMux()
 	dataMux.Handle("/", front)
+	dataMux.Handle("/v2/", ks)
+	dataMux.Handle("/v2", ks)
+	dataMux.Handle(ks.GRPCPath(), ks)
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
@@ -162,6 +173,9 @@ func buildRoutes(cfg *config.Config) ([]*backends.Pool, []*router.Route, []*rout
 			if err != nil {
 				return nil, nil, nil, fmt.Errorf("pool %s: %w", pc.Name, err)
 			}
+			if pc.Stats.MetricsPort != 0 {
+				ep.WithMetricsPort(pc.Stats.MetricsPort)
+			}
 			eps = append(eps, ep)
 		}
 		format, err := backends.ParseMetricsFormat(pc.Metrics)
@@ -169,15 +183,30 @@ func buildRoutes(cfg *config.Config) ([]*backends.Pool, []*router.Route, []*rout
 			return nil, nil, nil, fmt.Errorf("pool %s: %w", pc.Name, err)
 		}
 		p := backends.NewPool(pc.Name, eps, client, format)
+		if pc.Protocol == "kserve" {
+			g, err := backends.NewGRPCClient(eps, backends.GRPCOptions{ConnectTimeout: u.ConnectTimeout.D(),
+				MaxMessageBytes: int(cfg.Server.MaxBodyBytes), TLS: opts.TLS})
+			if err != nil {
+				return nil, nil, nil, fmt.Errorf("pool %s: %w", pc.Name, err)
+			}
+			p.GRPC = g
+		}
 		sc := pc.Scheduling
 		sched := router.NewScheduler(p, newPicker(pc), router.WithQueue(sc.Queue.MaxWaiting, sc.Queue.Timeout.D()))
 		byName[pc.Name] = sched
 		pools = append(pools, p)
 		scheds = append(scheds, sched)
 	}
+	protocols := map[string]router.Protocol{}
+	for _, pc := range cfg.Pools {
+		protocols[pc.Name] = router.ProtocolOpenAI
+		if pc.Protocol == "kserve" {
+			protocols[pc.Name] = router.ProtocolKServe
+		}
+	}
 	var routes []*router.Route
 	for _, m := range cfg.Models {
-		routes = append(routes, &router.Route{Model: m.Name, TargetModel: m.TargetModel, Scheduler: byName[m.Pool]})
+		routes = append(routes, &router.Route{Protocol: protocols[m.Pool], Model: m.Name, TargetModel: m.TargetModel, Scheduler: byName[m.Pool]})
 	}
 	return pools, routes, scheds, nil
 }
@@ -252,6 +281,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.wg.Wait()
 		for _, p := range s.pools {
 			p.Client.Close()
+			if p.GRPC != nil {
+				p.GRPC.Close()
+			}
 		}
 		s.err = err
 		s.log.Info("switchyard stopped")

@@ -84,11 +84,14 @@ type Log struct {
 // Pool is a group of interchangeable model servers.
 type Pool struct {
 	Name string `yaml:"name"` // required, unique
-	// Protocol the servers speak. Default openai (the only one so far).
+	// Protocol the servers speak: openai (OpenAI-compatible HTTP) or kserve (KServe v2 / Open
+	// Inference Protocol, over gRPC for grpc:// endpoints or REST for http:// ones). Default
+	// openai.
 	Protocol string `yaml:"protocol"`
 	// Metrics is the servers' metrics dialect: auto, vllm, sglang, tgi, triton or none. Default auto.
 	Metrics string `yaml:"metrics"`
-	// Endpoints are server root URLs, e.g. http://10.0.0.7:8000. At least one.
+	// Endpoints are server root URLs, e.g. http://10.0.0.7:8000, or grpc://10.0.0.7:8001 for a
+	// KServe v2 gRPC server. At least one.
 	Endpoints []string `yaml:"endpoints"`
 	// Upstream overrides the global upstream settings field by field. After normalization it
 	// holds the effective settings.
@@ -111,6 +114,9 @@ type Stats struct {
 	// FailureThreshold is how many consecutive failed scrapes eject an endpoint until a scrape
 	// succeeds again (backoff 1s doubling to 30s). Default 3.
 	FailureThreshold int `yaml:"failure_threshold"`
+	// MetricsPort scrapes http://HOST:PORT/metrics on each endpoint's host instead of its own
+	// port (Triton serves gRPC on 8001 and metrics on 8002). Default 0: the endpoint's port.
+	MetricsPort int `yaml:"metrics_port"`
 }
 
 // Scheduling configures how a pool's endpoint is chosen for each request.

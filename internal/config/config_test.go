@@ -68,7 +68,7 @@ func TestErrorsCarryLines(t *testing.T) {
 		}, "\n"), []string{
 			"line 1: listen: \"nowhere\" is not a host:port address",
 			"line 4: pools[0].metrics: unknown metrics format \"prom\"",
-			"line 6: pools[0].endpoints[0]: \"ftp://x\": scheme must be http or https",
+			"line 6: pools[0].endpoints[0]: \"ftp://x\": scheme must be http, https or grpc",
 			"line 8: pools[0].endpoints[2]: duplicate endpoint",
 			"line 9: pools[1].name: duplicate pool name \"p\"",
 			"line 13: models[0].pool: unknown pool \"nope\"",

@@ -182,8 +182,8 @@ func (c *Config) validate(root *yaml.Node) error {
 			add(fmt.Sprintf("duplicate pool name %q", p.Name), "pools", i, "name")
 		}
 		pools[p.Name] = true
-		if p.Protocol != "openai" {
-			add(fmt.Sprintf("unknown protocol %q (want openai)", p.Protocol), "pools", i, "protocol")
+		if p.Protocol != "openai" && p.Protocol != "kserve" {
+			add(fmt.Sprintf("unknown protocol %q (want openai or kserve)", p.Protocol), "pools", i, "protocol")
 		}
 		if !slices.Contains([]string{"auto", "vllm", "sglang", "tgi", "triton", "none"}, p.Metrics) {
 			add(fmt.Sprintf("unknown metrics format %q (want auto, vllm, sglang, tgi, triton or none)", p.Metrics), "pools", i, "metrics")
@@ -193,7 +193,7 @@ func (c *Config) validate(root *yaml.Node) error {
 		}
 		eps := map[string]bool{}
 		for j, e := range p.Endpoints {
-			if err := checkEndpoint(e); err != nil {
+			if err := checkEndpoint(e, p.Protocol == "kserve"); err != nil {
 				add(err.Error(), "pools", i, "endpoints", j)
 			} else if eps[e] {
 				add(fmt.Sprintf("duplicate endpoint %q", e), "pools", i, "endpoints", j)
@@ -255,6 +255,9 @@ func (p *Pool) validateScheduling(add func(string, ...any), i int) {
 	if st.FailureThreshold < 0 {
 		add("must not be negative", at("stats", "failure_threshold")...)
 	}
+	if st.MetricsPort < 0 || st.MetricsPort > 65535 {
+		add("must be a port number", at("stats", "metrics_port")...)
+	}
 	sc := p.Scheduling
 	if !slices.Contains([]string{"profile", "least-in-flight", "round-robin"}, sc.Picker) {
 		add(fmt.Sprintf("unknown picker %q (want profile, least-in-flight or round-robin)", sc.Picker), at("scheduling", "picker")...)
@@ -281,13 +284,18 @@ func (p *Pool) validateScheduling(add func(string, ...any), i int) {
 	}
 }
 
-func checkEndpoint(raw string) error {
+func checkEndpoint(raw string, grpcOK bool) error {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return fmt.Errorf("%q is not a URL", raw)
 	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("%q: scheme must be http or https", raw)
+	switch {
+	case u.Scheme == "grpc" && !grpcOK:
+		return fmt.Errorf("%q: grpc endpoints need protocol: kserve", raw)
+	case u.Scheme == "grpc" && u.Path != "":
+		return fmt.Errorf("%q: a grpc endpoint is host:port only", raw)
+	case u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "grpc":
+		return fmt.Errorf("%q: scheme must be http, https or grpc", raw)
 	}
 	if u.Host == "" {
 		return fmt.Errorf("%q: missing host", raw)
@@ -329,14 +337,42 @@ func (c *Config) AddBackend(spec string) error {
 		if !strings.Contains(u, "://") {
 			u = "http://" + u
 		}
-		if err := checkEndpoint(u); err != nil {
+		if err := checkEndpoint(u, false); err != nil {
 			return fmt.Errorf("--backend %q: %v", spec, err)
 		}
 		eps = append(eps, u)
 	}
-	c.Pools = slices.DeleteFunc(c.Pools, func(p Pool) bool { return p.Name == model })
-	c.Models = slices.DeleteFunc(c.Models, func(m Model) bool { return m.Name == model })
-	c.Pools = append(c.Pools, Pool{Name: model, Endpoints: eps})
-	c.Models = append(c.Models, Model{Name: model, Pool: model})
+	c.replaceModel(Pool{Name: model, Endpoints: eps})
 	return nil
+}
+
+// AddKServeBackend applies a --kserve-backend MODEL=HOST:PORT[,HOST:PORT...] flag: a pool
+// named MODEL of KServe v2 gRPC servers serving model MODEL, with metrics off (their metrics
+// port is not known; set pools[].stats.metrics_port in a file for live stats). Like
+// AddBackend, it replaces any model and pool of that name from the file.
+func (c *Config) AddKServeBackend(spec string) error {
+	model, addrs, ok := strings.Cut(spec, "=")
+	model = strings.TrimSpace(model)
+	if !ok || model == "" || addrs == "" {
+		return fmt.Errorf("--kserve-backend %q: want MODEL=HOST:PORT[,HOST:PORT...]", spec)
+	}
+	var eps []string
+	for _, a := range strings.Split(addrs, ",") {
+		a = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(a), "grpc://"))
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("--kserve-backend %q: %q is not host:port", spec, a)
+		}
+		eps = append(eps, "grpc://"+a)
+	}
+	c.replaceModel(Pool{Name: model, Protocol: "kserve", Metrics: "none", Endpoints: eps})
+	return nil
+}
+
+// replaceModel installs pool p and a model of the same name served by it, replacing any pool
+// or model of that name.
+func (c *Config) replaceModel(p Pool) {
+	c.Pools = slices.DeleteFunc(c.Pools, func(q Pool) bool { return q.Name == p.Name })
+	c.Models = slices.DeleteFunc(c.Models, func(m Model) bool { return m.Name == p.Name })
+	c.Pools = append(c.Pools, p)
+	c.Models = append(c.Models, Model{Name: p.Name, Pool: p.Name})
 }
