@@ -154,4 +154,3 @@ func (h *Handler) restInfer(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(out)
 }
-

@@ -412,4 +412,3 @@ func restCode(status int) router.Code {
 	}
 	return router.CodeUpstream
 }
-
