@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/switchyard-ai/switchyard/backends/sim"
 	"github.com/switchyard-ai/switchyard/gen/inference"
@@ -342,5 +343,51 @@ func TestKServePicksByLoad(t *testing.T) {
 	t.Logf("fast %d, slow %d", counts[fast.Host], counts[slow.Host])
 	if counts[slow.Host]*3 > counts[fast.Host] {
 		t.Errorf("slow endpoint got %d of %d requests", counts[slow.Host], counts[fast.Host]+counts[slow.Host])
+	}
+}
+
+// TestKServeUnavailableAndExhausted: dead endpoints give UNAVAILABLE (REST 503/502), a
+// saturated pool past its queue timeout RESOURCE_EXHAUSTED with retry info (REST 429).
+func TestKServeUnavailableAndExhausted(t *testing.T) {
+	dead := tensorSim(t, time.Millisecond, 1)
+	dead.kill()
+	s, base := startRouter(t, kserveYAML("", dead))
+	c := grpcClient(t, s.Addr())
+	if _, err := c.ModelInfer(context.Background(), addRequest("tensor")); status.Code(err) != codes.Unavailable {
+		t.Errorf("dead endpoint: %v", err)
+	}
+	resp, err := http.Post(base+"/v2/models/tensor/infer", "application/json", strings.NewReader(`{"inputs":[{"name":"INPUT0","shape":[1],"datatype":"INT32","data":[1]},{"name":"INPUT1","shape":[1],"datatype":"INT32","data":[1]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Errorf("REST with the endpoint cooling off: %d, want 503", resp.StatusCode)
+	}
+
+	slow := tensorSim(t, 5*time.Second, 1)
+	s2, _ := startRouter(t, kserveYAML("    scheduling: {saturation: {max_queue: 1}, queue: {timeout: 200ms}}\n", slow))
+	c2 := grpcClient(t, s2.Addr())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	direct := grpcClient(t, slow.Host)
+	for range 2 { // one computes, one queues: the endpoint is saturated
+		go direct.ModelInfer(ctx, addRequest("sim-tensor"))
+	}
+	eventually(t, "the endpoint to queue", func() bool { return slow.sim.Stats().TensorWaiting >= 1 })
+	time.Sleep(150 * time.Millisecond) // three scrapes
+	_, err = c2.ModelInfer(context.Background(), addRequest("tensor"))
+	st := status.Convert(err)
+	if st.Code() != codes.ResourceExhausted {
+		t.Fatalf("saturated: %v", err)
+	}
+	hasRetry := false
+	for _, d := range st.Details() {
+		if _, ok := d.(interface{ GetRetryDelay() *durationpb.Duration }); ok {
+			hasRetry = true
+		}
+	}
+	if !hasRetry {
+		t.Errorf("RESOURCE_EXHAUSTED without RetryInfo: %v", st.Details())
 	}
 }

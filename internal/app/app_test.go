@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/switchyard-ai/switchyard/backends/backendstest"
+	"github.com/switchyard-ai/switchyard/backends/sim"
 	"github.com/switchyard-ai/switchyard/internal/app"
 )
 
@@ -133,6 +135,47 @@ func TestServeFlagsOverrideFile(t *testing.T) {
 	}
 	cancel()
 	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		t.Errorf("serve: %v", err)
+	}
+}
+
+// TestServeKServeBackendFlag serves a KServe v2 gRPC model from --kserve-backend alone.
+func TestServeKServeBackendFlag(t *testing.T) {
+	s, err := sim.New(sim.Config{TensorModel: "adder"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	srv := &http.Server{Handler: s.CombinedHandler(), Protocols: sim.H2C()}
+	go srv.Serve(ln)
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Main(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+			"--kserve-backend", "adder=" + ln.Addr().String()}, pw, io.Discard)
+		pw.Close()
+	}()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		t.Fatalf("no startup line: %v", err)
+	}
+	go io.Copy(io.Discard, pr)
+	base := strings.Fields(line[strings.Index(line, "http://"):])[0]
+	body := `{"inputs":[{"name":"INPUT0","shape":[2],"datatype":"INT64","data":[1,2]},{"name":"INPUT1","shape":[2],"datatype":"INT64","data":[3,4]}]}`
+	resp, err := http.Post(base+"/v2/models/adder/infer", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), `"data":[4,6]`) {
+		t.Errorf("status %d body %s", resp.StatusCode, b)
+	}
+	cancel()
+	if err := <-done; err != nil {
 		t.Errorf("serve: %v", err)
 	}
 }
