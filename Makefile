@@ -38,6 +38,8 @@ bench: ## side-by-side benchmarks that print tables
 
 fuzz: ## run each fuzz target for FUZZTIME
 	$(GO) test -run '^$$' -fuzz FuzzPeek -fuzztime $(FUZZTIME) ./router/openai/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeInferRequest -fuzztime $(FUZZTIME) ./router/kserve/
+	$(GO) test -run '^$$' -fuzz FuzzParseMetrics -fuzztime $(FUZZTIME) ./backends/
 
 tidy:
 	$(GO) mod tidy
