@@ -25,6 +25,7 @@ type Endpoint struct {
 	inflight  atomic.Int64
 	stats     atomic.Pointer[Stats]
 	latency   latencyTracker
+	flights   flights
 	failures  atomic.Int32
 	downUntil atomic.Int64 // unix nanoseconds; 0 when healthy
 }

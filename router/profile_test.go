@@ -371,21 +371,21 @@ func TestLatencyScorer(t *testing.T) {
 		p.Endpoints[1].ObserveStream(1000, backends.Sent{InFlight: 1}, 207500*time.Microsecond, 50*time.Millisecond, 11)
 	}
 	scores := make([]float64, 3)
-	router.LatencyScorer{}.Score(&router.Request{PromptTokens: 4000}, cands(p), scores)
-	if scores[0] != 1 || scores[1] != 0 || scores[2] != 0.5 {
-		t.Errorf("scores = %v, want [1 0 0.5]", scores)
+	(&router.LatencyScorer{}).Score(&router.Request{PromptTokens: 4000}, cands(p), scores)
+	if scores[0] != 1 || scores[1] != 0 || scores[2] != 1 {
+		t.Errorf("scores = %v, want [1 0 1] (the unobserved endpoint is explored)", scores)
 	}
 	// In slow decode steps endpoint 0 is worse for a short prompt despite its faster prefill.
 	for range 200 {
 		p.Endpoints[0].ObserveStream(1000, backends.Sent{InFlight: 1}, 400*time.Millisecond, 2*time.Second, 11)
 	}
-	router.LatencyScorer{}.Score(&router.Request{PromptTokens: 300}, cands(p), scores)
+	(&router.LatencyScorer{}).Score(&router.Request{PromptTokens: 300}, cands(p), scores)
 	if scores[0] != 0 || scores[1] != 1 {
 		t.Errorf("short prompt, endpoint 0 in slow decode steps: scores = %v, want endpoint 1 preferred", scores)
 	}
 	// Prefill work already sent to endpoint 1 counts against it.
 	p.Endpoints[1].StartPrefill(50000)
-	router.LatencyScorer{}.Score(&router.Request{PromptTokens: 300}, cands(p), scores)
+	(&router.LatencyScorer{}).Score(&router.Request{PromptTokens: 300}, cands(p), scores)
 	if scores[1] != 0 {
 		t.Errorf("endpoint 1 with 50k tokens of prefill queued: scores = %v", scores)
 	}

@@ -1,6 +1,9 @@
 package router
 
-import "math"
+import (
+	"math"
+	"sync"
+)
 
 // QueueScorer prefers endpoints with shorter queues: 1 for the shortest among candidates,
 // 0 for the longest, linear between. Unknown stats score 0.
@@ -77,28 +80,38 @@ func relative(cands []Candidate, scores []float64, metric func(*Candidate) (floa
 }
 
 // LatencyScorer prefers the endpoint expected to return this request's first token soonest.
-// The estimate comes from what this replica observed of each endpoint:
+// The estimate uses what this replica knows of each endpoint:
 //
 //	ttft ≈ step + prefill_per_token × (prefill_queue + prompt) + slot_wait
-//	slot_wait = max(0, busy + 1 − capacity) × decode / capacity
 //
-// step is the current decode step (the request waits out the one in progress); prefill_queue
-// is the prompt tokens sent there still waiting for their first token; busy is the endpoint's
-// running plus queued requests as last scraped plus those sent since (or this replica's
-// in-flight count when larger or when stats are unknown); capacity is the most requests it
-// was seen running at once; decode is how long a stream keeps its slot. Slow GPUs, long
-// prompts ahead, full batches and this prompt's length all show in it; least connections sees
-// none of them. Endpoints not yet observed score 0.5; scores are relative, 1 for the soonest.
-type LatencyScorer struct{}
+// step is the current decode step, which the request waits out. prefill_queue is the prompt
+// tokens sent there that are still waiting for their first token. slot_wait is zero while the
+// endpoint has a free batch slot (capacity is the most requests it was seen running). When it
+// has none and k requests are ahead, slot_wait is the time until the (k+1)-th running request
+// finishes: its remaining output tokens (its max_tokens less what has streamed) times step.
+// Beyond what this replica can see, it adds the average stream time per slot.
+//
+// Slow GPUs, full batches, long generations about to end or just begun, long prompts queued
+// ahead and this prompt's own length all show in it; least connections sees none of them.
+// The others score relative to each other, 1 for the soonest. Endpoints not yet observed
+// score 1 too, so that they get traffic and are observed.
+type LatencyScorer struct {
+	scratch sync.Pool
+}
 
-var _ Scorer = LatencyScorer{}
+var _ Scorer = (*LatencyScorer)(nil)
 
 // Score implements Scorer.
-func (LatencyScorer) Score(req *Request, cands []Candidate, scores []float64) {
+func (ls *LatencyScorer) Score(req *Request, cands []Candidate, scores []float64) {
 	prompt := 0.0
 	if req != nil {
 		prompt = float64(req.PromptTokens)
 	}
+	bp, _ := ls.scratch.Get().(*[]int64)
+	if bp == nil {
+		bp = new([]int64)
+	}
+	defer ls.scratch.Put(bp)
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for i := range cands {
 		c := &cands[i]
@@ -107,14 +120,26 @@ func (LatencyScorer) Score(req *Request, cands []Candidate, scores []float64) {
 			scores[i] = -1
 			continue
 		}
-		est := l.PerOutputToken.Seconds() + l.PrefillPerToken.Seconds()*(float64(l.PrefillQueue)+prompt)
-		if l.MaxRunning > 0 && l.Decode > 0 {
-			busy := c.InFlight
+		step := l.PerOutputToken.Seconds()
+		est := step + l.PrefillPerToken.Seconds()*(float64(l.PrefillQueue)+prompt)
+		if capacity := int64(l.MaxRunning); capacity > 0 {
+			running, waiting := c.Endpoint.Remaining((*bp)[:0])
+			*bp = running
+			busy := int64(len(running) + waiting)
 			if c.Stats != nil && c.Stats.Running >= 0 {
 				busy = max(busy, int64(c.Stats.Running+c.Stats.Waiting)+c.Pending)
 			}
-			if excess := busy + 1 - int64(l.MaxRunning); excess > 0 {
-				est += float64(excess) * l.Decode.Seconds() / float64(l.MaxRunning)
+			if k := busy - capacity; k >= 0 {
+				switch {
+				case k < int64(len(running)):
+					est += float64(running[k]) * step
+				default:
+					last := 0.0
+					if len(running) > 0 {
+						last = float64(running[len(running)-1]) * step
+					}
+					est += last + float64(k-int64(len(running))+1)*l.Decode.Seconds()/float64(capacity)
+				}
 			}
 		}
 		scores[i] = est
@@ -122,9 +147,7 @@ func (LatencyScorer) Score(req *Request, cands []Candidate, scores []float64) {
 	}
 	for i, est := range scores {
 		switch {
-		case est < 0:
-			scores[i] = 0.5
-		case hi == lo:
+		case est < 0 || hi == lo:
 			scores[i] = 1
 		default:
 			scores[i] = (hi - est) / (hi - lo)

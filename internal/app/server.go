@@ -231,7 +231,7 @@ func newPicker(pc config.Pool) router.Picker {
 		{Scorer: router.QueueScorer{}, Weight: *sc.Weights.Queue},
 		{Scorer: router.KVCacheScorer{}, Weight: *sc.Weights.KVCache},
 		{Scorer: router.InFlightScorer{}, Weight: *sc.Weights.InFlight},
-		{Scorer: router.LatencyScorer{}, Weight: *sc.Weights.Latency},
+		{Scorer: &router.LatencyScorer{}, Weight: *sc.Weights.Latency},
 	} {
 		if ws.Weight > 0 {
 			scorers = append(scorers, ws)

@@ -240,6 +240,8 @@ func (h *Handler) forward(ctx context.Context, x *exchange, r *http.Request, req
 	var prefillOnce sync.Once
 	endPrefill := func() { prefillOnce.Do(func() { t.Endpoint.EndPrefill(req.PromptTokens) }) }
 	defer endPrefill()
+	flight := t.Endpoint.Fly(req.MaxTokens)
+	defer flight.Land()
 	resp, err := t.Route.Pool().Client.Post(ctx, t.Endpoint, r.URL.Path, upstreamHeader(r, req.ID), body)
 	if err != nil {
 		return upstreamError(ctx, t.Endpoint, err)
@@ -271,7 +273,12 @@ func (h *Handler) forward(ctx context.Context, x *exchange, r *http.Request, req
 		hdr.Del("Content-Length")
 		x.WriteHeader(resp.StatusCode)
 		x.Flush()
-		rs, err := relaySSE(x, resp.Body, endPrefill)
+		rs, err := relaySSE(x, resp.Body, func(i int) {
+			if i == 0 {
+				endPrefill()
+			}
+			flight.Token()
+		})
 		if err != nil && ctx.Err() == nil && !errors.Is(err, errClientWrite) {
 			x.Write(streamErrorEvent("The upstream stream from " + t.Endpoint.Name + " failed: " + errCause(err)))
 			x.Flush()

@@ -31,9 +31,9 @@ type relayed struct {
 
 // relaySSE copies server-sent events from src to dst one whole event at a time (an event ends
 // at a blank line), flushing after each. It returns when src ends or fails, or dst fails.
-// Lines may end in "\n" or "\r\n"; bytes pass through unchanged. onFirst, when not nil, runs
-// as the first event arrives.
-func relaySSE(dst sseWriter, src io.Reader, onFirst func()) (r relayed, err error) {
+// Lines may end in "\n" or "\r\n"; bytes pass through unchanged. onEvent, when not nil, runs
+// as each event arrives, with its index (0 for the first).
+func relaySSE(dst sseWriter, src io.Reader, onEvent func(i int)) (r relayed, err error) {
 	br := bufio.NewReaderSize(src, 32<<10)
 	var ev []byte
 	for {
@@ -50,9 +50,9 @@ func relaySSE(dst sseWriter, src io.Reader, onFirst func()) (r relayed, err erro
 			r.last = time.Now()
 			if r.events == 0 {
 				r.first = r.last
-				if onFirst != nil {
-					onFirst()
-				}
+			}
+			if onEvent != nil {
+				onEvent(r.events)
 			}
 			if bytes.HasPrefix(ev, doneData) {
 				r.sawDone = true
