@@ -347,7 +347,19 @@ func BenchmarkProfilePick(b *testing.B) {
 			stats[i] = st(i%4, float64(i%10)/20)
 		}
 		p := fleet(b, stats...)
+		for _, ep := range p.Endpoints {
+			// Learned speed, a known batch capacity of 4 and 4 streams running: the latency
+			// scorer takes its full path, reading each endpoint's remaining outputs.
+			ep.SetStats(&backends.Stats{ScrapedAt: t0, Running: 4, KVUsage: 0.3})
+			ep.ObserveStream(1000, backends.Sent{InFlight: 1}, 115*time.Millisecond, 100*time.Millisecond, 11)
+			for range 4 {
+				f := ep.Fly(200)
+				f.Token()
+				defer f.Land()
+			}
+		}
 		prof := defaultProfile()
+		prof.Scorers = append(prof.Scorers, router.WeightedScorer{Scorer: &router.LatencyScorer{}, Weight: 3})
 		prof.Selector = &router.MaxScore{}
 		req := &router.Request{Protocol: router.ProtocolOpenAI, Model: "m", PromptTokens: 500}
 		b.Run(fmt.Sprintf("endpoints=%d", n), func(b *testing.B) {
