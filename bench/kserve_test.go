@@ -7,8 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"slices"
-	"sync"
 	"testing"
 	"text/tabwriter"
 	"time"
@@ -31,36 +29,10 @@ func grpcLoad(addr string, req *inference.ModelInferRequest, conc int, d time.Du
 	}
 	defer conn.Close()
 	c := inference.NewGRPCInferenceServiceClient(conn)
-	var mu sync.Mutex
-	var lat []time.Duration
-	errs := 0
-	deadline := time.Now().Add(d)
-	start := time.Now()
-	var wg sync.WaitGroup
-	for range conc {
-		wg.Go(func() {
-			var mine []time.Duration
-			bad := 0
-			for time.Now().Before(deadline) {
-				t0 := time.Now()
-				if _, err := c.ModelInfer(context.Background(), req); err != nil {
-					bad++
-					continue
-				}
-				mine = append(mine, time.Since(t0))
-			}
-			mu.Lock()
-			lat = append(lat, mine...)
-			errs += bad
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	slices.Sort(lat)
-	if len(lat) == 0 {
-		return result{errors: errs}
-	}
-	return result{rps: float64(len(lat)) / time.Since(start).Seconds(), p50: lat[len(lat)/2], p99: lat[len(lat)*99/100], errors: errs}
+	return measure(conc, d, func() error {
+		_, err := c.ModelInfer(context.Background(), req)
+		return err
+	})
 }
 
 // BenchmarkKServeOverhead prints gRPC ModelInfer requests/s and p50/p99 latency for a client

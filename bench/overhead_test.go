@@ -46,30 +46,22 @@ type result struct {
 	errors   int
 }
 
-// load sends requests from conc goroutines for d and measures each one to its last byte.
-func load(url string, body string, conc int, d time.Duration) result {
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc, DisableCompression: true}}
-	defer client.CloseIdleConnections()
+// measure runs call from conc goroutines for d and reports the rate and latency percentiles of
+// the calls that succeeded.
+func measure(conc int, d time.Duration, call func() error) result {
 	var mu sync.Mutex
 	var lat []time.Duration
 	errs := 0
 	deadline := time.Now().Add(d)
-	var wg sync.WaitGroup
 	start := time.Now()
+	var wg sync.WaitGroup
 	for range conc {
 		wg.Go(func() {
 			var mine []time.Duration
 			bad := 0
 			for time.Now().Before(deadline) {
 				t0 := time.Now()
-				resp, err := client.Post(url, "application/json", strings.NewReader(body))
-				if err != nil {
-					bad++
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
+				if call() != nil {
 					bad++
 					continue
 				}
@@ -88,6 +80,24 @@ func load(url string, body string, conc int, d time.Duration) result {
 		return result{errors: errs}
 	}
 	return result{rps: float64(len(lat)) / elapsed.Seconds(), p50: lat[len(lat)/2], p99: lat[len(lat)*99/100], errors: errs}
+}
+
+// load posts body to url from conc goroutines for d, each request measured to its last byte.
+func load(url string, body string, conc int, d time.Duration) result {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc, DisableCompression: true}}
+	defer client.CloseIdleConnections()
+	return measure(conc, d, func() error {
+		resp, err := client.Post(url, "application/json", strings.NewReader(body))
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	})
 }
 
 // BenchmarkOverhead prints requests/s and p50/p99 latency for a client talking to a
