@@ -69,6 +69,12 @@ func TestDemo(t *testing.T) {
 	if stream.Err() != nil || chunks < 5 {
 		t.Errorf("stream: %d chunks, err %v", chunks, stream.Err())
 	}
+	// The KServe v2 tensor model answers over gRPC on the same address.
+	kc := grpcClient(t, strings.TrimPrefix(base, "http://"))
+	resp, err := kc.ModelInfer(context.Background(), addRequest("sim-tensor"))
+	if err != nil || resp.Outputs[0].Contents.IntContents[0] != 11 {
+		t.Errorf("sim-tensor over gRPC: %v, %v", resp, err)
+	}
 	cancel()
 	select {
 	case err := <-done:
