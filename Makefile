@@ -13,7 +13,7 @@ build: ## build bin/switchyard
 demo: ## run the router in front of a simulated fleet
 	$(GO) run ./cmd/switchyard demo
 
-test: lint check-generated ## everything CI runs: lint, generated-code check, all tests under -race
+test: lint generate ## everything CI runs: lint, generated-code check, all tests under -race
 	$(GO) test -race -count=1 $(PKGS)
 
 unit: ## quick tests without -race
@@ -27,11 +27,10 @@ lint: ## go vet and gofmt
 fmt:
 	gofmt -w $$(git ls-files '*.go' | grep -v '^gen/')
 
-generate: ## regenerate gen/ from proto/ with buf and local plugins
-	scripts/buf.sh generate
-
-check-generated: ## fail when gen/ is stale or protos fail buf lint/format
+generate: ## regenerate gen/ from proto/ with buf (local plugins), then fail if gen/ changed: commit it
 	scripts/check-generated.sh
+
+check-generated: generate
 
 bench: ## side-by-side benchmarks that print tables
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./bench/
