@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/switchyard-ai/switchyard/backends"
+	"github.com/switchyard-ai/switchyard/policy"
 )
 
 // Route maps a model name clients use onto a pool's scheduler and the name the pool's servers
@@ -61,9 +62,13 @@ type AttemptFunc func(ctx context.Context, t Target) error
 // Router resolves models and picks endpoints. It is safe for concurrent use; its routing
 // table is swapped atomically and never locked on the request path.
 type Router struct {
-	table   atomic.Pointer[Table]
-	metrics *Metrics
-	ranks   map[string]int
+	table        atomic.Pointer[Table]
+	metrics      *Metrics
+	ranks        map[string]int
+	defaultClass string
+	auth         *policy.Authenticator
+	limits       *policy.Limiter
+	outputTokens int
 	// maxAttempts bounds tries per request: the first plus one retry on another endpoint.
 	maxAttempts int
 }
@@ -87,7 +92,7 @@ func WithMetrics(m *Metrics) Option { return func(r *Router) { r.metrics = m } }
 
 // New returns a Router with an empty table.
 func New(opts ...Option) *Router {
-	r := &Router{maxAttempts: 2}
+	r := &Router{maxAttempts: 2, defaultClass: "standard", outputTokens: defaultOutputTokens}
 	WithPriorityClasses([]string{"critical", "standard", "sheddable"})(r)
 	for _, o := range opts {
 		o(r)
@@ -126,7 +131,7 @@ func (r *Router) Serve(ctx context.Context, req *Request, attempt AttemptFunc) e
 	sched := route.Scheduler
 	rank, ok := r.ranks[req.Priority]
 	if !ok {
-		rank = len(r.ranks)
+		rank = r.ranks[r.defaultClass]
 	}
 	var tried []*backends.Endpoint
 	skip := func(ep *backends.Endpoint) bool { return slices.Contains(tried, ep) }

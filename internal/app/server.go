@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -66,7 +67,13 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 	if err != nil {
 		return nil, err
 	}
-	rt := router.New(router.WithMetrics(metrics), router.WithPriorityClasses(cfg.Routing.PriorityClasses))
+	auth, limiter, verifier, err := buildPolicy(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	rt := router.New(router.WithMetrics(metrics), router.WithPriorityClasses(cfg.Routing.PriorityClasses),
+		router.WithDefaultPriority(cfg.Routing.DefaultPriority),
+		router.WithPolicy(auth, limiter, cfg.Limits.DefaultOutputTokens))
 	rt.Swap(router.NewTable(routes))
 	front := openai.NewHandler(rt,
 		openai.WithMaxBodyBytes(cfg.Server.MaxBodyBytes),
@@ -98,7 +105,7 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 		MaxHeaderBytes: 1 << 20,
 	}
 	adminMux := http.NewServeMux()
-	adminMux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: errLog}))
+	adminMux.Handle("GET /metrics", adminAuth(cfg.Admin.APIKeys, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: errLog})))
 	adminMux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	adminMux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !s.ready.Load() {
@@ -109,9 +116,19 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 	})
 	s.admin = &http.Server{Handler: adminMux, ErrorLog: errLog, ReadHeaderTimeout: 10 * time.Second}
 
+	if cfg.Server.TLS != nil {
+		if s.data.TLSConfig, err = serverTLS(cfg.Server.TLS); err != nil {
+			return nil, err
+		}
+		protocols.SetUnencryptedHTTP2(false)
+		protocols.SetHTTP2(true)
+	}
 	var lc net.ListenConfig
 	if s.dataLn, err = lc.Listen(ctx, "tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	if s.data.TLSConfig != nil {
+		s.dataLn = tls.NewListener(s.dataLn, s.data.TLSConfig)
 	}
 	if s.adminLn, err = lc.Listen(ctx, "tcp", cfg.AdminListen); err != nil {
 		s.dataLn.Close()
@@ -120,6 +137,9 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
 	s.goServe(s.data, s.dataLn)
+	if verifier != nil {
+		s.wg.Go(func() { verifier.Run(bg) })
+	}
 	s.goServe(s.admin, s.adminLn)
 	for i, p := range pools {
 		if p.MetricsFormat() == backends.MetricsNone {

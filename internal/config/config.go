@@ -18,6 +18,14 @@ type Config struct {
 	Routing     Routing  `yaml:"routing"`
 	Upstream    Upstream `yaml:"upstream"`
 	Log         Log      `yaml:"log"`
+	// Auth says who may call the data plane. Default: anyone (no credentials configured).
+	Auth Auth `yaml:"auth"`
+	// Tenants give callers' tenants attributes: allowed models, default priority. Default none.
+	Tenants []Tenant `yaml:"tenants"`
+	// Limits are rate limits on requests and tokens. Default none.
+	Limits Limits `yaml:"limits"`
+	// Admin protects the admin port.
+	Admin Admin `yaml:"admin"`
 	// Pools are groups of model servers. Default none.
 	Pools []Pool `yaml:"pools"`
 	// Models are the model names clients may ask for, each served by a pool. At least one is
@@ -35,6 +43,96 @@ type Server struct {
 	IdleTimeout Duration `yaml:"idle_timeout"`
 	// DrainTimeout is how long in-flight requests may finish on shutdown. Default 30s.
 	DrainTimeout Duration `yaml:"drain_timeout"`
+	// TLS serves the data plane over TLS (HTTP/2 by ALPN), optionally verifying client
+	// certificates. Default: cleartext HTTP/1.1 and h2c.
+	TLS *ServerTLS `yaml:"tls,omitempty"`
+}
+
+// ServerTLS configures TLS on the data-plane listener.
+type ServerTLS struct {
+	CertFile string `yaml:"cert_file"` // required: PEM certificate chain
+	KeyFile  string `yaml:"key_file"`  // required: PEM private key
+	// ClientCAFile holds the CAs that client certificates must chain to. Required unless
+	// client_auth is none.
+	ClientCAFile string `yaml:"client_ca_file,omitempty"`
+	// ClientAuth is none, optional (verified when presented) or required. Default none.
+	ClientAuth string `yaml:"client_auth"`
+}
+
+// Auth configures authentication on the data plane.
+type Auth struct {
+	// Anonymous lets requests without credentials through as tenant "anonymous". Default true
+	// when no API keys, JWT or mTLS rules are configured, else false.
+	Anonymous *bool `yaml:"anonymous"`
+	// APIKeys are accepted bearer keys, stored as SHA-256 hex digests
+	// (`switchyard hash-key SECRET` prints one).
+	APIKeys []APIKey `yaml:"api_keys"`
+	// JWT accepts bearer JSON Web Tokens signed by the issuer's keys. Default off.
+	JWT *JWT `yaml:"jwt,omitempty"`
+	// MTLS maps verified client certificates (server.tls.client_auth) to tenants.
+	MTLS []CertRule `yaml:"mtls"`
+}
+
+// APIKey is one accepted key.
+type APIKey struct {
+	Name   string `yaml:"name"`   // required, for logs
+	SHA256 string `yaml:"sha256"` // required: hex SHA-256 of the key
+	Tenant string `yaml:"tenant"` // required
+}
+
+// JWT configures JWT verification against a JWKS.
+type JWT struct {
+	Issuer        string   `yaml:"issuer"`                  // required
+	Audiences     []string `yaml:"audiences"`               // required
+	JWKSURL       string   `yaml:"jwks_url,omitempty"`      // a JWKS URL, or
+	DiscoveryURL  string   `yaml:"discovery_url,omitempty"` // the OIDC issuer URL (/.well-known/openid-configuration)
+	Algorithms    []string `yaml:"algorithms,omitempty"`    // default RS*, PS*, ES*, EdDSA; never none or HS*
+	Leeway        Duration `yaml:"leeway"`                  // clock skew allowed; default 30s
+	TenantClaim   string   `yaml:"tenant_claim"`            // default tenant (falling back to sub)
+	ModelsClaim   string   `yaml:"models_claim"`            // default models
+	PriorityClaim string   `yaml:"priority_claim"`          // default priority
+}
+
+// CertRule maps a client certificate to a tenant by SAN or subject.
+type CertRule struct {
+	SAN     string `yaml:"san,omitempty"`     // a DNS, email or URI SAN
+	Subject string `yaml:"subject,omitempty"` // the subject's string form, e.g. CN=job,O=Acme
+	Tenant  string `yaml:"tenant"`            // required
+}
+
+// Tenant gives a tenant attributes.
+type Tenant struct {
+	Name     string   `yaml:"name"`     // required, unique
+	Models   []string `yaml:"models"`   // models it may use; default all
+	Priority string   `yaml:"priority"` // default priority class of its requests; default routing.default_priority
+}
+
+// Limits configures rate limits.
+type Limits struct {
+	// DefaultOutputTokens is reserved for a request that sets no max tokens. Default 256.
+	DefaultOutputTokens int `yaml:"default_output_tokens"`
+	// Rules are the limits; every matching rule must pass.
+	Rules []LimitRule `yaml:"rules"`
+}
+
+// LimitRule is one rate limit: requests or tokens per window, keyed by attributes.
+type LimitRule struct {
+	Name     string `yaml:"name"`     // required, unique; shown in errors
+	Requests int64  `yaml:"requests"` // requests per window; or
+	Tokens   int64  `yaml:"tokens"`   // tokens (prompt + output) per window
+	// Window is the fixed window, aligned to the clock (1m resets at each minute). Default 1m.
+	Window Duration `yaml:"window"`
+	// By keys separate counters by these attributes: tenant, model, route. Default [tenant].
+	By []string `yaml:"by"`
+	// Match restricts the rule to requests with these attribute values. Default: all requests.
+	Match map[string]string `yaml:"match,omitempty"`
+}
+
+// Admin protects the admin port.
+type Admin struct {
+	// APIKeys are SHA-256 hex digests of bearer keys required for /metrics. /healthz and
+	// /readyz stay open for probes. Default none: open.
+	APIKeys []string `yaml:"api_keys"`
 }
 
 // Routing holds how requests are classified and what responses reveal.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/url"
@@ -59,6 +60,29 @@ func (c *Config) SetDefaults() {
 	}
 	for i := range c.Models {
 		def(&c.Models[i].TargetModel, c.Models[i].Name)
+	}
+	if c.Auth.Anonymous == nil {
+		open := len(c.Auth.APIKeys) == 0 && c.Auth.JWT == nil && len(c.Auth.MTLS) == 0
+		c.Auth.Anonymous = &open
+	}
+	if j := c.Auth.JWT; j != nil {
+		defD(&j.Leeway, 30*time.Second)
+		def(&j.TenantClaim, "tenant")
+		def(&j.ModelsClaim, "models")
+		def(&j.PriorityClaim, "priority")
+	}
+	if t := c.Server.TLS; t != nil {
+		def(&t.ClientAuth, "none")
+	}
+	if c.Limits.DefaultOutputTokens == 0 {
+		c.Limits.DefaultOutputTokens = 256
+	}
+	for i := range c.Limits.Rules {
+		r := &c.Limits.Rules[i]
+		defD(&r.Window, time.Minute)
+		if len(r.By) == 0 {
+			r.By = []string{"tenant"}
+		}
 	}
 }
 
@@ -173,6 +197,7 @@ func (c *Config) validate(root *yaml.Node) error {
 		add(fmt.Sprintf("%q is not text or json", c.Log.Format), "log", "format")
 	}
 	c.Upstream.validate(add, "upstream")
+	c.validatePolicy(add)
 	pools := map[string]bool{}
 	for i, p := range c.Pools {
 		switch {
@@ -243,6 +268,90 @@ func (u *Upstream) validate(add func(string, ...any), path ...any) {
 	}
 	if u.TLS != nil && (u.TLS.CertFile == "") != (u.TLS.KeyFile == "") {
 		add("cert_file and key_file go together", append(at("tls"), "cert_file")...)
+	}
+}
+
+func (c *Config) validatePolicy(add func(string, ...any)) {
+	if t := c.Server.TLS; t != nil {
+		if t.CertFile == "" || t.KeyFile == "" {
+			add("cert_file and key_file are required", "server", "tls")
+		}
+		if !slices.Contains([]string{"none", "optional", "required"}, t.ClientAuth) {
+			add(fmt.Sprintf("%q is not none, optional or required", t.ClientAuth), "server", "tls", "client_auth")
+		}
+		if t.ClientAuth != "none" && t.ClientCAFile == "" {
+			add("client_ca_file is required to verify client certificates", "server", "tls", "client_ca_file")
+		}
+	}
+	tenants := map[string]bool{}
+	for i, t := range c.Tenants {
+		if t.Name == "" || tenants[t.Name] {
+			add("tenant names must be non-empty and unique", "tenants", i, "name")
+		}
+		tenants[t.Name] = true
+		if t.Priority != "" && !slices.Contains(c.Routing.PriorityClasses, t.Priority) {
+			add(fmt.Sprintf("%q is not one of routing.priority_classes", t.Priority), "tenants", i, "priority")
+		}
+	}
+	for i, k := range c.Auth.APIKeys {
+		if k.Name == "" || k.Tenant == "" {
+			add("an API key needs a name and a tenant", "auth", "api_keys", i)
+		}
+		if b, err := hex.DecodeString(k.SHA256); err != nil || len(b) != 32 {
+			add("sha256 must be the 64-hex-digit SHA-256 of the key (switchyard hash-key KEY prints it)", "auth", "api_keys", i, "sha256")
+		}
+	}
+	if j := c.Auth.JWT; j != nil {
+		if j.Issuer == "" || len(j.Audiences) == 0 {
+			add("issuer and audiences are required", "auth", "jwt")
+		}
+		if (j.JWKSURL == "") == (j.DiscoveryURL == "") {
+			add("set exactly one of jwks_url and discovery_url", "auth", "jwt")
+		}
+		for k, a := range j.Algorithms {
+			if strings.EqualFold(a, "none") || strings.HasPrefix(strings.ToUpper(a), "HS") {
+				add(fmt.Sprintf("algorithm %q is never allowed", a), "auth", "jwt", "algorithms", k)
+			}
+		}
+	}
+	for i, r := range c.Auth.MTLS {
+		if r.Tenant == "" || (r.SAN == "") == (r.Subject == "") {
+			add("an mtls rule needs a tenant and exactly one of san and subject", "auth", "mtls", i)
+		}
+	}
+	if len(c.Auth.MTLS) > 0 && (c.Server.TLS == nil || c.Server.TLS.ClientAuth == "none") {
+		add("mtls rules need server.tls with client_auth optional or required", "auth", "mtls")
+	}
+	names := map[string]bool{}
+	for i, r := range c.Limits.Rules {
+		if r.Name == "" || names[r.Name] {
+			add("limit names must be non-empty and unique", "limits", "rules", i, "name")
+		}
+		names[r.Name] = true
+		if (r.Requests > 0) == (r.Tokens > 0) {
+			add("set exactly one of requests and tokens, positive", "limits", "rules", i)
+		}
+		if r.Window < Duration(time.Second) {
+			add("window must be at least 1s", "limits", "rules", i, "window")
+		}
+		for _, b := range r.By {
+			if b != "tenant" && b != "model" && b != "route" {
+				add(fmt.Sprintf("%q is not tenant, model or route", b), "limits", "rules", i, "by")
+			}
+		}
+		for k := range r.Match {
+			if k != "tenant" && k != "model" && k != "route" {
+				add(fmt.Sprintf("%q is not tenant, model or route", k), "limits", "rules", i, "match")
+			}
+		}
+	}
+	if c.Limits.DefaultOutputTokens < 0 {
+		add("must not be negative", "limits", "default_output_tokens")
+	}
+	for i, k := range c.Admin.APIKeys {
+		if b, err := hex.DecodeString(k); err != nil || len(b) != 32 {
+			add("admin keys are SHA-256 hex digests", "admin", "api_keys", i)
+		}
 	}
 }
 

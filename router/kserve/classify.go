@@ -16,8 +16,8 @@ import (
 // timeout.
 //
 // Priority: the x-priority header (a class name) wins; otherwise Triton's `priority`
-// parameter, where 0 means the default class and k ≥ 1 the k-th class (1 is the most urgent),
-// the last class for larger values. Session: Triton's `sequence_id` parameter (integer or
+// parameter, where k ≥ 1 names the k-th class (1 is the most urgent; larger values the last),
+// and 0 or no parameter leaves it empty for admission to fill with the caller's default. Session: Triton's `sequence_id` parameter (integer or
 // string; 0 and "" mean none), else the session header. Timeout: Triton's `timeout` parameter
 // in microseconds.
 func (h *Handler) classify(m *inference.ModelInferRequest, hdr http.Header) (router.Request, time.Duration, error) {
@@ -26,7 +26,6 @@ func (h *Handler) classify(m *inference.ModelInferRequest, hdr http.Header) (rou
 		ID: m.GetId(), Protocol: router.ProtocolKServe, Operation: router.OpInfer,
 		Model: m.GetModelName(), Version: m.GetModelVersion(),
 		PromptTokens: int(min(elements, int64(1<<31-1))), InputBytes: size,
-		Priority: h.defaultClass,
 	}
 	if req.ID == "" {
 		req.ID = strconv.FormatUint(rand.Uint64(), 16)

@@ -36,20 +36,21 @@ func TestClassify(t *testing.T) {
 		timeout  time.Duration
 		err      bool
 	}{
-		{name: "defaults", priority: "standard"},
+		// An empty class means the caller's default, settled at admission.
+		{name: "defaults", priority: ""},
 		{name: "priority 1 is the most urgent class", params: map[string]*inference.InferParameter{"priority": param(uint64(1))}, priority: "critical"},
 		{name: "priority as int64", params: map[string]*inference.InferParameter{"priority": param(int64(2))}, priority: "standard"},
 		{name: "priority beyond the classes is the last", params: map[string]*inference.InferParameter{"priority": param(uint64(9))}, priority: "sheddable"},
-		{name: "priority 0 is the default", params: map[string]*inference.InferParameter{"priority": param(uint64(0))}, priority: "standard"},
+		{name: "priority 0 is the default", params: map[string]*inference.InferParameter{"priority": param(uint64(0))}, priority: ""},
 		{name: "header wins", params: map[string]*inference.InferParameter{"priority": param(uint64(3))}, header: http.Header{"X-Priority": {"critical"}}, priority: "critical"},
 		{name: "unknown header class", header: http.Header{"X-Priority": {"urgent"}}, err: true},
 		{name: "negative priority", params: map[string]*inference.InferParameter{"priority": param(int64(-1))}, err: true},
 		{name: "string priority", params: map[string]*inference.InferParameter{"priority": param("high")}, err: true},
-		{name: "sequence id int", params: map[string]*inference.InferParameter{"sequence_id": param(int64(42))}, priority: "standard", session: "seq:42"},
-		{name: "sequence id string", params: map[string]*inference.InferParameter{"sequence_id": param("conv-7")}, priority: "standard", session: "seq:conv-7"},
-		{name: "sequence id 0 falls back to the header", params: map[string]*inference.InferParameter{"sequence_id": param(int64(0))}, header: http.Header{"X-Session-Id": {"s1"}}, priority: "standard", session: "s1"},
+		{name: "sequence id int", params: map[string]*inference.InferParameter{"sequence_id": param(int64(42))}, priority: "", session: "seq:42"},
+		{name: "sequence id string", params: map[string]*inference.InferParameter{"sequence_id": param("conv-7")}, priority: "", session: "seq:conv-7"},
+		{name: "sequence id 0 falls back to the header", params: map[string]*inference.InferParameter{"sequence_id": param(int64(0))}, header: http.Header{"X-Session-Id": {"s1"}}, priority: "", session: "s1"},
 		{name: "sequence id bool", params: map[string]*inference.InferParameter{"sequence_id": param(true)}, err: true},
-		{name: "timeout in microseconds", params: map[string]*inference.InferParameter{"timeout": param(int64(1500))}, priority: "standard", timeout: 1500 * time.Microsecond},
+		{name: "timeout in microseconds", params: map[string]*inference.InferParameter{"timeout": param(int64(1500))}, priority: "", timeout: 1500 * time.Microsecond},
 		{name: "timeout must be int64", params: map[string]*inference.InferParameter{"timeout": param(uint64(5))}, err: true},
 	}
 	for _, tt := range tests {

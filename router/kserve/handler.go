@@ -2,6 +2,8 @@ package kserve
 
 import (
 	"context"
+	"crypto/x509"
+	"strconv"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -10,6 +12,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/switchyard-ai/switchyard/gen/inference/inferenceconnect"
+	"github.com/switchyard-ai/switchyard/policy"
 	"github.com/switchyard-ai/switchyard/router"
 )
 
@@ -89,11 +92,44 @@ func NewHandler(rt *router.Router, opts ...Option) *Handler {
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		// connect-go hands handlers no *http.Request; the client certificate rides the context.
+		r = r.WithContext(context.WithValue(r.Context(), peerCertsKey{}, r.TLS.VerifiedChains[0]))
+	}
 	if strings.HasPrefix(r.URL.Path, h.grpcPath) {
 		h.grpc.ServeHTTP(w, r)
 		return
 	}
 	h.rest.ServeHTTP(w, r)
+}
+
+type peerCertsKey struct{}
+
+// credentials reads what a call presented: the authorization header or gRPC metadata (Bearer),
+// and a verified client certificate.
+func credentials(ctx context.Context, hdr http.Header) policy.Credentials {
+	var c policy.Credentials
+	if a := hdr.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+		c.Bearer = strings.TrimSpace(a[7:])
+	}
+	c.Certs, _ = ctx.Value(peerCertsKey{}).([]*x509.Certificate)
+	return c
+}
+
+// setQuota names the caller's remaining quota in response headers (gRPC metadata), as the
+// OpenAI front door does.
+func setQuota(hdr http.Header, q policy.Quota) {
+	for _, l := range []struct {
+		kind string
+		st   *policy.LimitStatus
+	}{{"requests", q.Requests}, {"tokens", q.Tokens}} {
+		if l.st == nil {
+			continue
+		}
+		hdr.Set("x-ratelimit-limit-"+l.kind, strconv.FormatInt(l.st.Limit, 10))
+		hdr.Set("x-ratelimit-remaining-"+l.kind, strconv.FormatInt(max(0, l.st.Remaining), 10))
+		hdr.Set("x-ratelimit-reset-"+l.kind, l.st.Reset.Round(time.Millisecond).String())
+	}
 }
 
 // GRPCPath is the path prefix of the gRPC service, for mounting the handler.

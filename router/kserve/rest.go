@@ -76,7 +76,7 @@ func (h *Handler) restDone(r *http.Request, x *restExchange, err error) {
 
 func (h *Handler) restMetadata(w http.ResponseWriter, r *http.Request) {
 	x := &restExchange{start: time.Now()}
-	md, t, err := h.modelMetadata(r.Context(), r.PathValue("name"), r.PathValue("version"))
+	md, t, err := h.modelMetadata(r.Context(), r.PathValue("name"), r.PathValue("version"), r.Header)
 	x.target = t
 	defer func() { h.restDone(r, x, err) }()
 	h.setRouting(w.Header(), t)
@@ -128,19 +128,20 @@ func (h *Handler) restInfer(w http.ResponseWriter, r *http.Request) {
 		writeRESTError(w, err)
 		return
 	}
-	if _, err = h.rt.Resolve(router.ProtocolKServe, r.PathValue("name")); err != nil {
-		writeRESTError(w, err)
-		return
-	}
 	m, err := DecodeInferRequest(r.PathValue("name"), r.PathValue("version"), body, r.Header)
 	if err != nil {
-		err = &router.Error{Code: router.CodeInvalidArgument, Message: err.Error()}
+		if _, rerr := h.rt.Resolve(router.ProtocolKServe, r.PathValue("name")); rerr != nil {
+			err = rerr // an unknown model is the first thing wrong
+		} else {
+			err = &router.Error{Code: router.CodeInvalidArgument, Message: err.Error()}
+		}
 		writeRESTError(w, err)
 		return
 	}
-	resp, t, err := h.infer(r.Context(), m, r.Header)
+	resp, t, q, err := h.infer(r.Context(), m, r.Header)
 	x.target = t
 	h.setRouting(w.Header(), t)
+	setQuota(w.Header(), q)
 	if err != nil {
 		writeRESTError(w, err)
 		return

@@ -15,6 +15,7 @@ import (
 	"github.com/switchyard-ai/switchyard/backends"
 	"github.com/switchyard-ai/switchyard/gen/inference"
 	"github.com/switchyard-ai/switchyard/gen/inference/inferenceconnect"
+	"github.com/switchyard-ai/switchyard/policy"
 	"github.com/switchyard-ai/switchyard/router"
 )
 
@@ -51,6 +52,9 @@ func (h *Handler) serverMetadata() *inference.ServerMetadataResponse {
 // able to answer, as the protocol's health RPCs do.
 func (s *service) ModelReady(ctx context.Context, req *connect.Request[inference.ModelReadyRequest]) (*connect.Response[inference.ModelReadyResponse], error) {
 	ready, t, err := s.h.modelReady(ctx, req.Msg.GetName(), req.Msg.GetVersion(), req.Header())
+	if isPolicyError(err) {
+		return nil, connectError(err)
+	}
 	resp := connect.NewResponse(&inference.ModelReadyResponse{Ready: ready && err == nil})
 	s.h.setRouting(resp.Header(), t)
 	return resp, nil
@@ -59,8 +63,10 @@ func (s *service) ModelReady(ctx context.Context, req *connect.Request[inference
 func (h *Handler) modelReady(ctx context.Context, model, version string, hdr http.Header) (bool, router.Target, error) {
 	var ready bool
 	var target router.Target
-	req := &router.Request{Protocol: router.ProtocolKServe, Operation: router.OpMetadata, Model: model, Version: version,
-		Priority: h.defaultClass}
+	req := &router.Request{Protocol: router.ProtocolKServe, Operation: router.OpMetadata, Model: model, Version: version}
+	if _, err := h.rt.Admit(ctx, req, credentials(ctx, hdr)); err != nil {
+		return false, target, err
+	}
 	err := h.rt.Serve(ctx, req, func(ctx context.Context, t router.Target) error {
 		target = t
 		var err error
@@ -71,7 +77,7 @@ func (h *Handler) modelReady(ctx context.Context, model, version string, hdr htt
 }
 
 func (s *service) ModelMetadata(ctx context.Context, req *connect.Request[inference.ModelMetadataRequest]) (*connect.Response[inference.ModelMetadataResponse], error) {
-	md, t, err := s.h.modelMetadata(ctx, req.Msg.GetName(), req.Msg.GetVersion())
+	md, t, err := s.h.modelMetadata(ctx, req.Msg.GetName(), req.Msg.GetVersion(), req.Header())
 	if err != nil {
 		ce := connectError(err)
 		s.h.setRouting(ce.Meta(), t)
@@ -82,11 +88,13 @@ func (s *service) ModelMetadata(ctx context.Context, req *connect.Request[infere
 	return resp, nil
 }
 
-func (h *Handler) modelMetadata(ctx context.Context, model, version string) (*inference.ModelMetadataResponse, router.Target, error) {
+func (h *Handler) modelMetadata(ctx context.Context, model, version string, hdr http.Header) (*inference.ModelMetadataResponse, router.Target, error) {
 	var md *inference.ModelMetadataResponse
 	var target router.Target
-	req := &router.Request{Protocol: router.ProtocolKServe, Operation: router.OpMetadata, Model: model, Version: version,
-		Priority: h.defaultClass}
+	req := &router.Request{Protocol: router.ProtocolKServe, Operation: router.OpMetadata, Model: model, Version: version}
+	if _, err := h.rt.Admit(ctx, req, credentials(ctx, hdr)); err != nil {
+		return nil, target, err
+	}
 	err := h.rt.Serve(ctx, req, func(ctx context.Context, t router.Target) error {
 		target = t
 		var err error
@@ -100,29 +108,40 @@ func (h *Handler) modelMetadata(ctx context.Context, model, version string) (*in
 }
 
 func (s *service) ModelInfer(ctx context.Context, req *connect.Request[inference.ModelInferRequest]) (*connect.Response[inference.ModelInferResponse], error) {
-	resp, t, err := s.h.infer(ctx, req.Msg, req.Header())
+	resp, t, q, err := s.h.infer(ctx, req.Msg, req.Header())
 	if err != nil {
 		ce := connectError(err)
 		s.h.setRouting(ce.Meta(), t)
+		setQuota(ce.Meta(), q)
 		return nil, ce
 	}
 	out := connect.NewResponse(resp)
 	s.h.setRouting(out.Header(), t)
+	setQuota(out.Header(), q)
 	return out, nil
 }
 
-// infer validates, classifies and routes one inference request.
-func (h *Handler) infer(ctx context.Context, m *inference.ModelInferRequest, hdr http.Header) (*inference.ModelInferResponse, router.Target, error) {
+// infer validates, classifies, admits and routes one inference request; it also returns the
+// caller's remaining quota.
+func (h *Handler) infer(ctx context.Context, m *inference.ModelInferRequest, hdr http.Header) (*inference.ModelInferResponse, router.Target, policy.Quota, error) {
 	var target router.Target
-	if _, err := h.rt.Resolve(router.ProtocolKServe, m.GetModelName()); err != nil {
-		return nil, target, err
-	}
-	if err := ValidateInferRequest(m, h.maxElements); err != nil {
-		return nil, target, &router.Error{Code: router.CodeInvalidArgument, Message: err.Error()}
-	}
+	var quota policy.Quota
 	req, timeout, err := h.classify(m, hdr)
 	if err != nil {
-		return nil, target, err
+		return nil, target, quota, err
+	}
+	adm, err := h.rt.Admit(ctx, &req, credentials(ctx, hdr))
+	if err != nil {
+		var d *policy.Denial
+		if errors.As(err, &d) {
+			quota = d.Quota
+		}
+		return nil, target, quota, err
+	}
+	defer adm.Settle(0) // tensor requests are charged as requests, not tokens
+	quota = adm.Quota()
+	if err := ValidateInferRequest(m, h.maxElements); err != nil {
+		return nil, target, quota, &router.Error{Code: router.CodeInvalidArgument, Message: err.Error()}
 	}
 	if timeout > 0 {
 		var cancel context.CancelFunc
@@ -142,7 +161,14 @@ func (h *Handler) infer(ctx context.Context, m *inference.ModelInferRequest, hdr
 	if resp != nil {
 		resp.ModelName = req.Model
 	}
-	return resp, target, err
+	return resp, target, quota, err
+}
+
+// isPolicyError reports whether err is an authentication or authorization refusal, which
+// health answers must not hide behind ready=false.
+func isPolicyError(err error) bool {
+	var e *router.Error
+	return errors.As(err, &e) && (e.Code == router.CodeUnauthenticated || e.Code == router.CodePermissionDenied)
 }
 
 // setRouting names the chosen model and endpoint in response headers (gRPC metadata).
@@ -174,6 +200,11 @@ func (s *service) ModelStreamInfer(ctx context.Context, stream *connect.BidiStre
 	if err != nil {
 		return connectError(err)
 	}
+	adm, err := h.rt.Admit(ctx, &req, credentials(ctx, stream.RequestHeader()))
+	if err != nil {
+		return connectError(err)
+	}
+	defer adm.Settle(0)
 	err = h.rt.Serve(ctx, &req, func(ctx context.Context, t router.Target) error {
 		client := t.Route.Pool().GRPC.Inference(t.Endpoint)
 		if client == nil {

@@ -1,6 +1,7 @@
 package openai
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/switchyard-ai/switchyard/backends"
+	"github.com/switchyard-ai/switchyard/policy"
 	"github.com/switchyard-ai/switchyard/router"
 )
 
@@ -163,8 +165,9 @@ func (h *Handler) serve(x *exchange, r *http.Request, id string) error {
 		return &router.Error{Code: router.CodeMethodNotAllowed, Reason: "method_not_allowed",
 			Message: "Method " + r.Method + " is not allowed on " + r.URL.Path + "; use " + rt.method + "."}
 	}
+	creds := credentials(r)
 	if rt.op == "" {
-		return h.listModels(x)
+		return h.listModels(x, r, creds)
 	}
 	body, err := h.readBody(x, r)
 	if err != nil {
@@ -180,20 +183,96 @@ func (h *Handler) serve(x *exchange, r *http.Request, id string) error {
 	req.ID, req.Protocol, req.Operation, req.Body = id, router.ProtocolOpenAI, rt.op, body
 	req.SessionKey = r.Header.Get(h.sessionHeader)
 	req.Priority = r.Header.Get(h.priorityHeader)
-	if req.Priority == "" {
-		req.Priority = h.defaultClass
-	} else if !slices.Contains(h.priorities, req.Priority) {
+	if req.Priority != "" && !slices.Contains(h.priorities, req.Priority) {
 		return &router.Error{Code: router.CodeInvalidArgument, Param: h.priorityHeader, Reason: "invalid_priority",
 			Message: "Unknown priority class " + strconv.Quote(req.Priority) + "; known classes: " + strings.Join(h.priorities, ", ") + "."}
 	}
-	if _, err := h.rt.Resolve(router.ProtocolOpenAI, req.Model); err == nil {
-		x.model = req.Model
+	adm, err := h.rt.Admit(r.Context(), &req, creds)
+	if err != nil {
+		var d *policy.Denial
+		if errors.As(err, &d) {
+			setQuotaHeaders(x.Header(), d.Quota)
+		}
+		return err
 	}
-	return h.rt.Serve(r.Context(), &req, func(ctx context.Context, t router.Target) error {
+	x.model = req.Model
+	setQuotaHeaders(x.Header(), adm.Quota())
+	// Token limits are settled with the real usage, which a stream reports only when asked.
+	u := usage{askUsage: h.rt.LimitsTokens() && req.Stream && !req.IncludeUsage}
+	err = h.rt.Serve(r.Context(), &req, func(ctx context.Context, t router.Target) error {
 		x.endpoint = t.Endpoint.Name
 		x.attempts++
-		return h.forward(ctx, x, r, &req, &p, t)
+		return h.forward(ctx, x, r, &req, &p, t, &u)
 	})
+	switch {
+	case u.total > 0:
+		adm.Settle(u.total)
+	case u.events > 0: // an aborted stream keeps what it consumed
+		adm.Settle(int64(req.PromptTokens) + u.events)
+	case err != nil && x.status == 0: // nothing reached the model
+		adm.Settle(0)
+	default:
+		adm.Settle(h.rt.ReservedTokens(&req))
+	}
+	return err
+}
+
+// usage is what a response reported of its token usage.
+type usage struct {
+	askUsage bool  // the upstream was asked for a usage chunk the client did not ask for
+	total    int64 // usage.total_tokens, once seen
+	events   int64 // stream events relayed, a floor for output tokens when no usage came
+}
+
+// scan reads usage.total_tokens from a response body or stream event, if it has any.
+func (u *usage) scan(b []byte) {
+	i := bytes.Index(b, []byte(`"usage":{`))
+	if i < 0 {
+		return
+	}
+	var v struct {
+		Usage struct {
+			Total int64 `json:"total_tokens"`
+		} `json:"usage"`
+	}
+	if j := bytes.IndexByte(b, '{'); j >= 0 && json.Unmarshal(bytes.TrimSpace(trimData(b[j:])), &v) == nil && v.Usage.Total > 0 {
+		u.total = v.Usage.Total
+	}
+}
+
+// trimData cuts an SSE event's trailing blank lines so its JSON payload parses.
+func trimData(b []byte) []byte { return bytes.TrimRight(b, "\r\n") }
+
+// usageOnly reports whether a stream event is the usage chunk (no choices).
+func usageOnly(ev []byte) bool { return bytes.Contains(ev, []byte(`"choices":[]`)) }
+
+// credentials reads what the request presented: a bearer token and a verified client
+// certificate chain.
+func credentials(r *http.Request) policy.Credentials {
+	var c policy.Credentials
+	if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+		c.Bearer = strings.TrimSpace(a[7:])
+	}
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		c.Certs = r.TLS.VerifiedChains[0]
+	}
+	return c
+}
+
+// setQuotaHeaders writes OpenAI's x-ratelimit-* headers for the tightest request and token
+// limits.
+func setQuotaHeaders(h http.Header, q policy.Quota) {
+	for _, l := range []struct {
+		kind string
+		st   *policy.LimitStatus
+	}{{"requests", q.Requests}, {"tokens", q.Tokens}} {
+		if l.st == nil {
+			continue
+		}
+		h.Set("x-ratelimit-limit-"+l.kind, strconv.FormatInt(l.st.Limit, 10))
+		h.Set("x-ratelimit-remaining-"+l.kind, strconv.FormatInt(max(0, l.st.Remaining), 10))
+		h.Set("x-ratelimit-reset-"+l.kind, l.st.Reset.Round(time.Millisecond).String())
+	}
 }
 
 // readBody reads the whole body, refusing anything over the limit with 413.
@@ -230,10 +309,14 @@ func (h *Handler) readBody(x *exchange, r *http.Request) ([]byte, error) {
 
 // forward sends one attempt upstream and relays the answer. It returns a Retryable error only
 // while nothing has been written to the client.
-func (h *Handler) forward(ctx context.Context, x *exchange, r *http.Request, req *router.Request, p *peeked, t router.Target) error {
+func (h *Handler) forward(ctx context.Context, x *exchange, r *http.Request, req *router.Request, p *peeked, t router.Target, u *usage) error {
 	body := req.Body
-	if t.Route.TargetModel != req.Model {
-		body = p.rewriteModel(body, t.Route.TargetModel)
+	if rename := t.Route.TargetModel != req.Model; rename || u.askUsage {
+		model := ""
+		if rename {
+			model = t.Route.TargetModel
+		}
+		body = p.rewrite(body, model, u.askUsage)
 	}
 	sent := time.Now()
 	load := backends.Sent{PrefillAhead: t.Endpoint.StartPrefill(req.PromptTokens), InFlight: t.Endpoint.InFlight()}
@@ -273,11 +356,17 @@ func (h *Handler) forward(ctx context.Context, x *exchange, r *http.Request, req
 		hdr.Del("Content-Length")
 		x.WriteHeader(resp.StatusCode)
 		x.Flush()
-		rs, err := relaySSE(x, resp.Body, func(i int) {
+		rs, err := relaySSE(x, resp.Body, func(i int, ev []byte) bool {
 			if i == 0 {
 				endPrefill()
 			}
 			flight.Token()
+			u.events++
+			if bytes.Contains(ev, []byte(`"usage":{`)) {
+				u.scan(ev)
+				return !(u.askUsage && usageOnly(ev))
+			}
+			return true
 		})
 		if err != nil && ctx.Err() == nil && !errors.Is(err, errClientWrite) {
 			x.Write(streamErrorEvent("The upstream stream from " + t.Endpoint.Name + " failed: " + errCause(err)))
@@ -292,17 +381,20 @@ func (h *Handler) forward(ctx context.Context, x *exchange, r *http.Request, req
 		}
 		return err
 	}
-	x.WriteHeader(resp.StatusCode)
-	if _, err := io.Copy(x, resp.Body); err != nil {
-		// Headers are out; a truncated body is all that can be sent. Abort the connection so
-		// the client sees a failure rather than a short but plausible response.
-		if ctx.Err() == nil {
-			panic(http.ErrAbortHandler)
-		}
-		return err
+	// A whole answer is read before it is written, so its usage settles the token limits.
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if err != nil {
+		return upstreamError(ctx, t.Endpoint, err)
 	}
+	u.scan(b)
+	hdr.Set("Content-Length", strconv.Itoa(len(b)))
+	x.WriteHeader(resp.StatusCode)
+	x.Write(b)
 	return nil
 }
+
+// maxResponseBytes bounds a non-streamed response body read from a model server.
+const maxResponseBytes = 256 << 20
 
 // errCause is the short reason shown to clients for a failed stream.
 func errCause(err error) string {
@@ -363,6 +455,9 @@ func upstreamHeader(r *http.Request, id string) http.Header {
 
 func copyResponseHeader(dst, src http.Header) {
 	for k, v := range src {
+		if strings.HasPrefix(k, "X-Ratelimit-") {
+			continue // Switchyard's limits are the ones the client is subject to
+		}
 		if !hopHeaders[k] || k == "Content-Length" {
 			dst[k] = v
 		}
@@ -381,9 +476,17 @@ type modelEntry struct {
 	OwnedBy string `json:"owned_by"`
 }
 
-func (h *Handler) listModels(x *exchange) error {
+// listModels lists the models the caller may use.
+func (h *Handler) listModels(x *exchange, r *http.Request, creds policy.Credentials) error {
+	id, err := h.rt.Identify(r.Context(), creds)
+	if err != nil {
+		return err
+	}
 	l := modelList{Object: "list", Data: []modelEntry{}}
 	for _, m := range h.rt.Models(router.ProtocolOpenAI) {
+		if !id.Allows(m) {
+			continue
+		}
 		l.Data = append(l.Data, modelEntry{ID: m, Object: "model", Created: h.created, OwnedBy: "switchyard"})
 	}
 	b, _ := json.Marshal(l)

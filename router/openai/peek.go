@@ -1,8 +1,10 @@
 package openai
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
 
 	"github.com/switchyard-ai/switchyard/router"
@@ -13,6 +15,7 @@ import (
 type peeked struct {
 	model                string
 	modelStart, modelEnd int // byte span of the model's JSON string, quotes included
+	optsStart, optsEnd   int // byte span of the stream_options value; 0, 0 when absent
 	stream               bool
 	includeUsage         bool
 	maxTokens            int // max_completion_tokens, else max_tokens; 0 when unset
@@ -89,6 +92,7 @@ func (p *peeked) field(key string, val []byte, at int) error {
 		}
 		p.stream = string(val) == "true"
 	case "stream_options":
+		p.optsStart, p.optsEnd = at, at+len(val)
 		if null {
 			return nil
 		}
@@ -141,13 +145,44 @@ func (p *peeked) request() router.Request {
 	}
 }
 
-// rewriteModel returns body with the model value replaced by model. It copies; body is kept.
-func (p *peeked) rewriteModel(body []byte, model string) []byte {
-	q, _ := json.Marshal(model)
-	out := make([]byte, 0, len(body)-(p.modelEnd-p.modelStart)+len(q))
-	out = append(out, body[:p.modelStart]...)
-	out = append(out, q...)
-	return append(out, body[p.modelEnd:]...)
+// rewrite returns body with the model value replaced by model (when model is not empty) and,
+// when askUsage is set, stream_options.include_usage turned on so that a stream reports its
+// usage. It copies; body is kept. Other bytes pass through unchanged.
+func (p *peeked) rewrite(body []byte, model string, askUsage bool) []byte {
+	type edit struct {
+		start, end int
+		with       []byte
+	}
+	var edits []edit
+	if model != "" {
+		q, _ := json.Marshal(model)
+		edits = append(edits, edit{p.modelStart, p.modelEnd, q})
+	}
+	if askUsage {
+		switch {
+		case p.optsEnd == 0: // absent: add it first in the object
+			open := bytes.IndexByte(body, '{') + 1
+			edits = append(edits, edit{open, open, []byte(`"stream_options":{"include_usage":true},`)})
+		case body[p.optsStart] != '{': // null
+			edits = append(edits, edit{p.optsStart, p.optsEnd, []byte(`{"include_usage":true}`)})
+		default: // an object: add the key last, so it wins over an earlier include_usage
+			inner := bytes.TrimSpace(body[p.optsStart+1 : p.optsEnd-1])
+			with := []byte(`,"include_usage":true}`)
+			if len(inner) == 0 {
+				with = with[1:]
+			}
+			edits = append(edits, edit{p.optsEnd - 1, p.optsEnd, with})
+		}
+	}
+	slices.SortFunc(edits, func(a, b edit) int { return a.start - b.start })
+	out := make([]byte, 0, len(body)+64)
+	at := 0
+	for _, e := range edits {
+		out = append(out, body[at:e.start]...)
+		out = append(out, e.with...)
+		at = e.end
+	}
+	return append(out, body[at:]...)
 }
 
 // jsonString decodes a JSON string value; ok is false for any other JSON type.

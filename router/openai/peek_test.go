@@ -57,7 +57,7 @@ func TestPeek(t *testing.T) {
 			if got.promptTokens < tt.minPrompt || got.promptTokens > tt.maxPrompt {
 				t.Errorf("promptTokens = %d, want in [%d, %d]", got.promptTokens, tt.minPrompt, tt.maxPrompt)
 			}
-			got.promptTokens, got.modelStart, got.modelEnd = 0, 0, 0
+			got.promptTokens, got.modelStart, got.modelEnd, got.optsStart, got.optsEnd = 0, 0, 0, 0, 0
 			if got != tt.want {
 				t.Errorf("peek = %+v, want %+v", got, tt.want)
 			}
@@ -76,13 +76,32 @@ func TestRequestMaxTokensTimesN(t *testing.T) {
 	}
 }
 
+func TestRewriteAsksForUsage(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{`{"model":"m","stream":true}`, `{"stream_options":{"include_usage":true},"model":"x","stream":true}`},
+		{`{"model":"m","stream_options":null}`, `{"model":"x","stream_options":{"include_usage":true}}`},
+		{`{"model":"m","stream_options":{ }}`, `{"model":"x","stream_options":{ "include_usage":true}}`},
+		{`{"stream_options":{"include_usage":false,"include_obfuscation":false},"model":"m"}`,
+			`{"stream_options":{"include_usage":false,"include_obfuscation":false,"include_usage":true},"model":"x"}`},
+	}
+	for _, tt := range tests {
+		p, err := peek([]byte(tt.in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(p.rewrite([]byte(tt.in), "x", true)); got != tt.want {
+			t.Errorf("rewrite(%s) = %s, want %s", tt.in, got, tt.want)
+		}
+	}
+}
+
 func TestRewriteModel(t *testing.T) {
 	body := []byte(`{"a":{"model":"x"},"model": "short" ,"b":[1]}`)
 	p, err := peek(body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := p.rewriteModel(body, `org/"quoted" model`)
+	got := p.rewrite(body, `org/"quoted" model`, false)
 	want := `{"a":{"model":"x"},"model": "org/\"quoted\" model" ,"b":[1]}`
 	if string(got) != want {
 		t.Errorf("rewrite = %s, want %s", got, want)
@@ -126,11 +145,14 @@ func FuzzPeek(f *testing.F) {
 		if ref.Stream != nil && *ref.Stream != p.stream {
 			t.Fatalf("stream %v, encoding/json says %v", p.stream, *ref.Stream)
 		}
-		out := p.rewriteModel(body, "rewritten")
+		out := p.rewrite(body, "rewritten", true)
 		var after struct {
-			Model string `json:"model"`
+			Model   string `json:"model"`
+			Options struct {
+				IncludeUsage bool `json:"include_usage"`
+			} `json:"stream_options"`
 		}
-		if err := json.Unmarshal(out, &after); err != nil || after.Model != "rewritten" {
+		if err := json.Unmarshal(out, &after); err != nil || after.Model != "rewritten" || !after.Options.IncludeUsage {
 			t.Fatalf("rewrite of %q gave %q (%v)", body, out, err)
 		}
 	})

@@ -31,9 +31,10 @@ type relayed struct {
 
 // relaySSE copies server-sent events from src to dst one whole event at a time (an event ends
 // at a blank line), flushing after each. It returns when src ends or fails, or dst fails.
-// Lines may end in "\n" or "\r\n"; bytes pass through unchanged. onEvent, when not nil, runs
-// as each event arrives, with its index (0 for the first).
-func relaySSE(dst sseWriter, src io.Reader, onEvent func(i int)) (r relayed, err error) {
+// Lines may end in "\n" or "\r\n"; bytes pass through unchanged. onEvent, when not nil, sees
+// each event as it arrives, with its index (0 for the first), and may drop it by returning
+// false.
+func relaySSE(dst sseWriter, src io.Reader, onEvent func(i int, ev []byte) bool) (r relayed, err error) {
 	br := bufio.NewReaderSize(src, 32<<10)
 	var ev []byte
 	for {
@@ -51,16 +52,16 @@ func relaySSE(dst sseWriter, src io.Reader, onEvent func(i int)) (r relayed, err
 			if r.events == 0 {
 				r.first = r.last
 			}
-			if onEvent != nil {
-				onEvent(r.events)
-			}
+			keep := onEvent == nil || onEvent(r.events, ev)
 			if bytes.HasPrefix(ev, doneData) {
 				r.sawDone = true
 			}
-			if _, werr := dst.Write(ev); werr != nil {
-				return r, fmt.Errorf("%w: %w", errClientWrite, werr)
+			if keep {
+				if _, werr := dst.Write(ev); werr != nil {
+					return r, fmt.Errorf("%w: %w", errClientWrite, werr)
+				}
+				dst.Flush()
 			}
-			dst.Flush()
 			r.events++
 			ev = ev[:0]
 		}
