@@ -3,12 +3,16 @@ package integration_test
 import (
 	"bufio"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/switchyard-ai/switchyard/internal/app"
 	"github.com/switchyard-ai/switchyard/internal/config"
@@ -36,7 +40,12 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo printed no router address (%v)", <-done)
 	}
 	go io.Copy(io.Discard, pr)
-	c := newOpenAI(base)
+	// Without a key: 401. With the demo's key: served.
+	if _, err := newOpenAI(base).Models.List(context.Background()); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("no key: %v", err)
+	}
+	oc := openai.NewClient(option.WithBaseURL(base+"/v1/"), option.WithAPIKey("sk-demo"), option.WithMaxRetries(0))
+	c := &oc
 	models, err := c.Models.List(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -69,9 +78,30 @@ func TestDemo(t *testing.T) {
 	if stream.Err() != nil || chunks < 5 {
 		t.Errorf("stream: %d chunks, err %v", chunks, stream.Err())
 	}
+	// The limited key meets its 5 requests a minute at once.
+	lim := openai.NewClient(option.WithBaseURL(base+"/v1/"), option.WithAPIKey("sk-demo-limited"), option.WithMaxRetries(0))
+	var codes []int
+	for range 6 {
+		p := chatParams("sim-small")
+		p.MaxTokens = openai.Int(4)
+		_, err := lim.Chat.Completions.New(context.Background(), p)
+		var apiErr *openai.Error
+		switch {
+		case err == nil:
+			codes = append(codes, 200)
+		case errors.As(err, &apiErr):
+			codes = append(codes, apiErr.StatusCode)
+		default:
+			t.Fatal(err)
+		}
+	}
+	if fmt.Sprint(codes) != "[200 200 200 200 200 429]" {
+		t.Errorf("limited key: %v", codes)
+	}
 	// The KServe v2 tensor model answers over gRPC on the same address.
 	kc := grpcClient(t, strings.TrimPrefix(base, "http://"))
-	resp, err := kc.ModelInfer(context.Background(), addRequest("sim-tensor"))
+	authed := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer sk-demo")
+	resp, err := kc.ModelInfer(authed, addRequest("sim-tensor"))
 	if err != nil || resp.Outputs[0].Contents.IntContents[0] != 11 {
 		t.Errorf("sim-tensor over gRPC: %v, %v", resp, err)
 	}
@@ -96,6 +126,9 @@ func TestDemoPrintConfig(t *testing.T) {
 	cfg, err := config.Parse([]byte(out.String()))
 	if err != nil {
 		t.Fatalf("printed config is invalid: %v\n%s", err, out.String())
+	}
+	if len(cfg.Auth.APIKeys) != 2 || len(cfg.Limits.Rules) != 2 || *cfg.Auth.Anonymous {
+		t.Errorf("demo auth: %d keys, %d limits, anonymous %v", len(cfg.Auth.APIKeys), len(cfg.Limits.Rules), *cfg.Auth.Anonymous)
 	}
 	if len(cfg.Pools) != 3 || len(cfg.Pools[0].Endpoints) != 2 || len(cfg.Pools[1].Endpoints) != 2 || len(cfg.Pools[2].Endpoints) != 2 || len(cfg.Models) != 3 {
 		t.Errorf("demo config: %d pools, %d models", len(cfg.Pools), len(cfg.Models))

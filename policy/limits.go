@@ -36,10 +36,10 @@ func (k LimitKind) String() string {
 // length Window. Windows are aligned to multiples of Window since the zero time (for windows
 // that divide a day, to whole minutes, hours or days UTC), so every replica agrees on them.
 type Limit struct {
-	Name   string    // shown in headers and errors, e.g. "tenant-rpm"; unique among limits
-	Kind   LimitKind // default LimitRequests
-	Max    int64     // per window; 0 refuses every request the limit matches
-	Window time.Duration
+	Name   string        // shown in headers and errors, e.g. "tenant-rpm"; unique among limits
+	Kind   LimitKind     // default LimitRequests
+	Max    int64         // per window; 0 refuses every request the limit matches
+	Window time.Duration // required, positive
 	// By lists the request attributes the counter is keyed by: any of "tenant", "model",
 	// "route". Each combination of their values has its own counter; empty means one counter
 	// shared by all matching requests.
@@ -132,8 +132,8 @@ func (s *Subject) get(a attr) string {
 }
 
 // Limiter admits requests against a set of limits kept in cluster.Counters. It is safe for
-// concurrent use and never blocks: a decision is O(matching limits) with no I/O beyond what
-// the counters do, and they decide from local state.
+// concurrent use and immutable once built. A decision is O(matching limits) with no I/O: the
+// counters decide from local state.
 type Limiter struct {
 	counters cluster.Counters
 	limits   []compiledLimit
@@ -150,7 +150,8 @@ type compiledLimit struct {
 // LimiterOption configures a Limiter.
 type LimiterOption func(*Limiter)
 
-// WithClock sets the clock that places requests in windows; default time.Now.
+// WithClock sets the clock that places requests in windows and times their resets; default
+// time.Now.
 func WithClock(now func() time.Time) LimiterOption {
 	return func(l *Limiter) {
 		if now != nil {
@@ -231,10 +232,10 @@ func escapeValue(v string) string {
 	return valueEscaper.Replace(v)
 }
 
-// Reserve admits a request for s that expects to use tokens tokens (prompt estimate plus
-// output budget), charging 1 to every matching request limit and tokens to every matching
-// token limit, atomically: either every counter is charged or none. Negative tokens count
-// as 0.
+// Reserve admits a request for s that expects to use the given number of tokens (prompt
+// estimate plus output budget), charging 1 to every matching request limit and that number
+// to every matching token limit, atomically: either every counter is charged or none.
+// Negative tokens count as 0.
 //
 // On refusal it returns a *Denial (which unwraps to ErrRateLimited) and the request must not
 // proceed. A reservation larger than a token limit's Max can never pass; it is refused with a
@@ -401,8 +402,9 @@ type LimitStatus struct {
 
 // Denial is the error of a refused reservation.
 type Denial struct {
-	// Limit is the first limit that refused. Its By and Match belong to the limiter and must
-	// not be modified.
+	// Limit is the limit that refused: the first that the request could never pass if any,
+	// else the first that was full. Its By and Match belong to the limiter and must not be
+	// modified.
 	Limit Limit
 	// RetryAfter is the time until that limit's window resets, rounded up to whole seconds,
 	// at least 1s.

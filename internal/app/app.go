@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/switchyard-ai/switchyard/internal/config"
+	"github.com/switchyard-ai/switchyard/policy"
 )
 
 // Version is the release version, set at link time with -ldflags "-X ...app.Version=v1.2.3".
@@ -23,6 +24,7 @@ Usage:
   switchyard serve [--config FILE] [--listen ADDR] [--admin-listen ADDR]
                    [--backend MODEL=URL[,URL...]]... [--kserve-backend MODEL=HOST:PORT[,HOST:PORT...]]...
   switchyard config check FILE
+  switchyard hash-key KEY            print the SHA-256 digest to configure an API key with
   switchyard sim [--listen ADDR] [--model NAME] [latency, capacity and fault flags]
   switchyard version
 
@@ -60,6 +62,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("%w: want: switchyard config check FILE", errUsage)
 		}
 		return configCheck(args[2], stdout)
+	case "hash-key":
+		if len(args) != 2 || args[1] == "" {
+			return fmt.Errorf("%w: want: switchyard hash-key KEY", errUsage)
+		}
+		fmt.Fprintln(stdout, policy.HashKey(args[1]))
+		return nil
 	case "version":
 		fmt.Fprintln(stdout, "switchyard", version())
 		return nil

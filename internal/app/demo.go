@@ -14,6 +14,7 @@ import (
 
 	"github.com/switchyard-ai/switchyard/backends/sim"
 	"github.com/switchyard-ai/switchyard/internal/config"
+	"github.com/switchyard-ai/switchyard/policy"
 )
 
 // fleetMember is one simulated model server of the demo fleet.
@@ -37,9 +38,19 @@ func demoFleet() []fleetMember {
 const demoTensorModel = "sim-tensor"
 
 // demoConfig is the router configuration for the fleet whose endpoints are addrs: a pool per
-// chat model, and a KServe v2 pool of the small servers' gRPC side for the tensor model.
-func demoConfig(listen, adminListen string, addrs []string) *config.Config {
+// chat model, a KServe v2 pool of the small servers' gRPC side for the tensor model, and API
+// keys: an ordinary one and one with deliberately small limits.
+func demoConfig(listen, adminListen string, addrs []string, key, limitedKey string) *config.Config {
 	c := &config.Config{Listen: listen, AdminListen: adminListen}
+	c.Auth.APIKeys = []config.APIKey{
+		{Name: "demo", SHA256: policy.HashKey(key), Tenant: "demo"},
+		{Name: "demo-limited", SHA256: policy.HashKey(limitedKey), Tenant: "limited"},
+	}
+	c.Tenants = []config.Tenant{{Name: "demo"}, {Name: "limited", Priority: "sheddable"}}
+	c.Limits.Rules = []config.LimitRule{
+		{Name: "limited-requests", Requests: 5, Window: config.Duration(time.Minute), Match: map[string]string{"tenant": "limited"}},
+		{Name: "limited-tokens", Tokens: 2000, Window: config.Duration(time.Minute), Match: map[string]string{"tenant": "limited"}},
+	}
 	pools := map[string]int{}
 	tensor := config.Pool{Name: "tensor", Protocol: "kserve", Metrics: "triton"}
 	for i, m := range demoFleet() {
@@ -68,6 +79,8 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	adminListen := fs.String("admin-listen", "127.0.0.1:9090", "router admin `ADDR`ess")
 	fleetPort := fs.Int("fleet-port", 8101, "first of four consecutive loopback `PORT`s for the simulated model servers; 0 picks free ports")
 	printConfig := fs.Bool("print-config", false, "print the demo's effective router configuration as YAML and exit")
+	key := fs.String("api-key", "sk-demo", "the demo's ordinary API `KEY`")
+	limitedKey := fs.String("limited-api-key", "sk-demo-limited", "an API `KEY` limited to 5 requests and 2000 tokens a minute")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -88,14 +101,17 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if *printConfig {
 		fmt.Fprint(stdout, demoConfigHeader)
-		stdout.Write(demoConfig(*listen, *adminListen, addrs).Marshal())
+		stdout.Write(demoConfig(*listen, *adminListen, addrs, *key, *limitedKey).Marshal())
 		return nil
 	}
-	d, err := startDemo(ctx, *listen, *adminListen, addrs, stderr)
+	if *key == "" || *key == *limitedKey {
+		return fmt.Errorf("%w: --api-key and --limited-api-key must be set and differ", errUsage)
+	}
+	d, err := startDemo(ctx, *listen, *adminListen, addrs, *key, *limitedKey, stderr)
 	if err != nil {
 		return err
 	}
-	printDemoHelp(stdout, d)
+	printDemoHelp(stdout, d, *key, *limitedKey)
 	<-ctx.Done()
 	return d.shutdown()
 }
@@ -103,8 +119,10 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 const demoConfigHeader = `# Switchyard demo configuration (switchyard demo --print-config).
 # Two pools of simulated vLLM servers: "small" serves sim-small, "large" serves sim-large;
 # the small servers also serve the KServe v2 tensor model sim-tensor over gRPC ("tensor").
-# For a real deployment, replace the endpoints with your model servers' root URLs, set
-# listen to :8080 inside a container, and see docs/configuration.md for every field.
+# Two API keys are configured (their SHA-256 digests below): tenant "demo" and tenant
+# "limited" with 5 requests and 2000 tokens a minute. For a real deployment, replace the keys
+# (switchyard hash-key KEY prints a digest) and the endpoints (your model servers' root URLs),
+# set listen to :8080 inside a container, and see docs/configuration.md for every field.
 `
 
 // demo is a running simulated fleet plus the router in front of it.
@@ -118,7 +136,7 @@ type demo struct {
 }
 
 // startDemo starts the fleet on addrs (port 0 picks a free one) and the router.
-func startDemo(ctx context.Context, listen, adminListen string, addrs []string, logOut io.Writer) (*demo, error) {
+func startDemo(ctx context.Context, listen, adminListen string, addrs []string, key, limitedKey string, logOut io.Writer) (*demo, error) {
 	d := &demo{members: demoFleet()}
 	var lc net.ListenConfig
 	for i, m := range d.members {
@@ -138,7 +156,7 @@ func startDemo(ctx context.Context, listen, adminListen string, addrs []string, 
 		d.addrs = append(d.addrs, ln.Addr().String())
 		d.wg.Go(func() { srv.Serve(ln) })
 	}
-	cfg := demoConfig(listen, adminListen, d.addrs)
+	cfg := demoConfig(listen, adminListen, d.addrs, key, limitedKey)
 	cfg.Log.Level = "warn" // the demo's terminal is for the user's requests, not request logs
 	r, err := Start(ctx, cfg, WithLogOutput(logOut))
 	if err != nil {
@@ -166,23 +184,27 @@ func (d *demo) shutdown() error {
 	return err
 }
 
-func printDemoHelp(w io.Writer, d *demo) {
+func printDemoHelp(w io.Writer, d *demo, key, limitedKey string) {
 	base := "http://" + d.router.Addr()
 	fmt.Fprintf(w, "Switchyard demo: a simulated GPU fleet behind the router.\n\n")
 	for i, m := range d.members {
 		fmt.Fprintf(w, "  %-10s pool %-6s endpoint http://%s\n", m.sim.Model, m.pool, d.addrs[i])
 	}
-	fmt.Fprintf(w, "\nRouter:  %s   (metrics: http://%s/metrics)\n\nTry:\n", base, d.router.AdminAddr())
-	fmt.Fprintf(w, "  curl -s %s/v1/models\n", base)
-	fmt.Fprintf(w, "  curl -s %s/v1/chat/completions -H 'content-type: application/json' \\\n"+
-		"    -d '{\"model\":\"sim-small\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'\n", base)
-	fmt.Fprintf(w, "  curl -sN %s/v1/chat/completions -H 'content-type: application/json' \\\n"+
-		"    -d '{\"model\":\"sim-large\",\"stream\":true,\"max_tokens\":20,\"messages\":[{\"role\":\"user\",\"content\":\"Tell me a story.\"}]}'\n", base)
-	fmt.Fprintf(w, "  python3 -c 'from openai import OpenAI; c = OpenAI(base_url=\"%s/v1\", api_key=\"unused\");"+
-		" print(c.chat.completions.create(model=\"sim-small\", messages=[{\"role\": \"user\", \"content\": \"Hi\"}]).choices[0].message.content)'\n", base)
-	fmt.Fprintf(w, "  curl -s %s/v2/models/%s/infer -H 'content-type: application/json' \\\n"+
+	fmt.Fprintf(w, "\nRouter:  %s   (metrics: http://%s/metrics)\n", base, d.router.AdminAddr())
+	fmt.Fprintf(w, "API keys: %s (ordinary), %s (5 requests and 2000 tokens a minute: see 429 at once)\n\nTry:\n", key, limitedKey)
+	auth := "-H 'Authorization: Bearer " + key + "' "
+	fmt.Fprintf(w, "  curl -s %s%s/v1/models\n", auth, base)
+	fmt.Fprintf(w, "  curl -s %s%s/v1/chat/completions -H 'content-type: application/json' \\\n"+
+		"    -d '{\"model\":\"sim-small\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'\n", auth, base)
+	fmt.Fprintf(w, "  curl -sN %s%s/v1/chat/completions -H 'content-type: application/json' \\\n"+
+		"    -d '{\"model\":\"sim-large\",\"stream\":true,\"max_tokens\":20,\"messages\":[{\"role\":\"user\",\"content\":\"Tell me a story.\"}]}'\n", auth, base)
+	fmt.Fprintf(w, "  python3 -c 'from openai import OpenAI; c = OpenAI(base_url=\"%s/v1\", api_key=\"%s\");"+
+		" print(c.chat.completions.create(model=\"sim-small\", messages=[{\"role\": \"user\", \"content\": \"Hi\"}]).choices[0].message.content)'\n", base, key)
+	fmt.Fprintf(w, "  for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%%{http_code} ' -H 'Authorization: Bearer %s' %s/v1/chat/completions \\\n"+
+		"    -H 'content-type: application/json' -d '{\"model\":\"sim-small\",\"max_tokens\":8,\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}'; done; echo\n", limitedKey, base)
+	fmt.Fprintf(w, "  curl -s %s%s/v2/models/%s/infer -H 'content-type: application/json' \\\n"+
 		"    -d '{\"inputs\":[{\"name\":\"INPUT0\",\"shape\":[1,4],\"datatype\":\"INT32\",\"data\":[1,2,3,4]},"+
-		"{\"name\":\"INPUT1\",\"shape\":[1,4],\"datatype\":\"INT32\",\"data\":[10,20,30,40]}]}'\n", base, demoTensorModel)
+		"{\"name\":\"INPUT1\",\"shape\":[1,4],\"datatype\":\"INT32\",\"data\":[10,20,30,40]}]}'\n", auth, base, demoTensorModel)
 	fmt.Fprintf(w, "  KServe v2 gRPC (also gRPC-Web and Connect) on the same address: %s, service inference.GRPCInferenceService\n", d.router.Addr())
 	fmt.Fprintf(w, "\nCtrl-C stops everything.\n")
 }
