@@ -130,7 +130,9 @@ func WithCertRules(rules ...CertRule) AuthOption {
 // WithAnonymous lets requests without credentials through as the given tenant. Without it,
 // they are refused.
 func WithAnonymous(tenant string) AuthOption {
-	return func(a *Authenticator) { a.anonymous = &Identity{Tenant: tenant, Subject: "anonymous", Method: "anonymous"} }
+	return func(a *Authenticator) {
+		a.anonymous = &Identity{Tenant: tenant, Subject: "anonymous", Method: "anonymous"}
+	}
 }
 
 // NewAuthenticator returns an authenticator with the given methods.

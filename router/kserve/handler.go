@@ -3,9 +3,9 @@ package kserve
 import (
 	"context"
 	"crypto/x509"
-	"strconv"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
