@@ -16,6 +16,7 @@ import (
 
 	"github.com/switchyard-ai/switchyard/internal/app"
 	"github.com/switchyard-ai/switchyard/internal/config"
+	"github.com/switchyard-ai/switchyard/policy"
 )
 
 // zeroLatency answers like an OpenAI-compatible server that needs no time to generate: a fixed
@@ -83,11 +84,17 @@ func measure(conc int, d time.Duration, call func() error) result {
 }
 
 // load posts body to url from conc goroutines for d, each request measured to its last byte.
-func load(url string, body string, conc int, d time.Duration) result {
+// A non-empty key is sent as a bearer token.
+func load(url, body, key string, conc int, d time.Duration) result {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc, DisableCompression: true}}
 	defer client.CloseIdleConnections()
 	return measure(conc, d, func() error {
-		resp, err := client.Post(url, "application/json", strings.NewReader(body))
+		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		resp, err := client.Do(req)
 		if err != nil {
 			return err
 		}
@@ -100,16 +107,23 @@ func load(url string, body string, conc int, d time.Duration) result {
 	})
 }
 
-// BenchmarkOverhead prints requests/s and p50/p99 latency for a client talking to a
-// zero-latency backend directly and through Switchyard, side by side, and their ratio.
-func BenchmarkOverhead(b *testing.B) {
-	up := httptest.NewServer(zeroLatency())
-	defer up.Close()
-	cfg, err := config.Decode([]byte("listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nlog: {level: error}\n"))
+// benchKey is the API key of the router with policy on.
+const benchKey = "sk-bench"
+
+// startOverheadRouter starts Switchyard in front of upstream; with policy, every request
+// presents an API key and passes a request limit and a token limit (large enough never to
+// refuse).
+func startOverheadRouter(b *testing.B, upstream string, withPolicy bool) *app.Server {
+	yaml := "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nlog: {level: error}\n"
+	if withPolicy {
+		yaml += "auth:\n  api_keys: [{name: bench, sha256: " + policy.HashKey(benchKey) + ", tenant: bench}]\n" +
+			"limits:\n  rules:\n    - {name: rpm, requests: 1000000000, window: 1m}\n    - {name: tpm, tokens: 1000000000000, window: 1m, by: [tenant, model]}\n"
+	}
+	cfg, err := config.Decode([]byte(yaml))
 	if err != nil {
 		b.Fatal(err)
 	}
-	cfg.AddBackend("m=" + up.URL)
+	cfg.AddBackend("m=" + upstream)
 	cfg.Pools[0].Metrics = "none"
 	if err := cfg.Finish(nil); err != nil {
 		b.Fatal(err)
@@ -118,13 +132,31 @@ func BenchmarkOverhead(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer s.Shutdown(context.Background())
+	return s
+}
+
+// BenchmarkOverhead prints requests/s and p50/p99 latency for a client talking to a
+// zero-latency backend directly, through Switchyard, and through Switchyard with
+// authentication and rate limits on, side by side, with the ratios.
+func BenchmarkOverhead(b *testing.B) {
+	up := httptest.NewServer(zeroLatency())
+	defer up.Close()
+	plain := startOverheadRouter(b, up.URL, false)
+	defer plain.Shutdown(context.Background())
+	guarded := startOverheadRouter(b, up.URL, true)
+	defer guarded.Shutdown(context.Background())
 	dur := 3 * time.Second
 	if testing.Short() {
 		dur = 500 * time.Millisecond
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "workload\tpath\treq/s\tp50\tp99\terrors\t")
+	row := func(name, path string, r result) {
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%v\t%v\t%d\t\n", name, path, r.rps, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errors)
+	}
+	ratio := func(name, path string, x, y result) {
+		fmt.Fprintf(tw, "%s\t%s\t%.2fx\t%.2fx\t%.2fx\t\t\n", name, path, x.rps/y.rps, float64(x.p50)/float64(y.p50), float64(x.p99)/float64(y.p99))
+	}
 	for b.Loop() {
 		for _, w := range []struct {
 			name, body string
@@ -133,17 +165,28 @@ func BenchmarkOverhead(b *testing.B) {
 			{"chat c=16", `{"model":"m","messages":[{"role":"user","content":"hello"}]}`, 16},
 			{"chat stream c=16", `{"model":"m","stream":true,"messages":[{"role":"user","content":"hello"}]}`, 16},
 		} {
-			load(up.URL+"/v1/chat/completions", w.body, w.conc, dur/5) // warm both paths
-			load("http://"+s.Addr()+"/v1/chat/completions", w.body, w.conc, dur/5)
-			direct := load(up.URL+"/v1/chat/completions", w.body, w.conc, dur)
-			proxied := load("http://"+s.Addr()+"/v1/chat/completions", w.body, w.conc, dur)
-			fmt.Fprintf(tw, "%s\tdirect\t%.0f\t%v\t%v\t%d\t\n", w.name, direct.rps, direct.p50.Round(time.Microsecond), direct.p99.Round(time.Microsecond), direct.errors)
-			fmt.Fprintf(tw, "%s\tswitchyard\t%.0f\t%v\t%v\t%d\t\n", w.name, proxied.rps, proxied.p50.Round(time.Microsecond), proxied.p99.Round(time.Microsecond), proxied.errors)
-			fmt.Fprintf(tw, "%s\tratio\t%.2fx\t%.2fx\t%.2fx\t\t\n", w.name, proxied.rps/direct.rps,
-				float64(proxied.p50)/float64(direct.p50), float64(proxied.p99)/float64(direct.p99))
-			b.ReportMetric(proxied.rps/direct.rps, strings.ReplaceAll(w.name[:strings.Index(w.name, " c=")], " ", "-")+"-rps-ratio")
-			if proxied.errors > 0 || direct.errors > 0 {
-				b.Errorf("%s: %d direct and %d proxied requests failed", w.name, direct.errors, proxied.errors)
+			targets := []struct{ url, key string }{
+				{up.URL, ""}, {"http://" + plain.Addr(), ""}, {"http://" + guarded.Addr(), benchKey},
+			}
+			for _, tg := range targets { // warm every path
+				load(tg.url+"/v1/chat/completions", w.body, tg.key, w.conc, dur/5)
+			}
+			var rs []result
+			for _, tg := range targets {
+				rs = append(rs, load(tg.url+"/v1/chat/completions", w.body, tg.key, w.conc, dur))
+			}
+			row(w.name, "direct", rs[0])
+			row(w.name, "switchyard", rs[1])
+			row(w.name, "switchyard + auth + limits", rs[2])
+			ratio(w.name, "switchyard / direct", rs[1], rs[0])
+			ratio(w.name, "auth+limits on / off", rs[2], rs[1])
+			short := strings.ReplaceAll(w.name[:strings.Index(w.name, " c=")], " ", "-")
+			b.ReportMetric(rs[1].rps/rs[0].rps, short+"-rps-ratio")
+			b.ReportMetric(rs[2].rps/rs[1].rps, short+"-policy-rps-ratio")
+			for i, r := range rs {
+				if r.errors > 0 {
+					b.Errorf("%s: %d requests failed on path %d", w.name, r.errors, i)
+				}
 			}
 		}
 	}
