@@ -31,7 +31,7 @@ func TestReferenceDocumentsEveryKey(t *testing.T) {
 			if key == "" || key == "-" {
 				continue
 			}
-			if !strings.Contains(string(doc), "`"+key+"`") && !strings.Contains(string(doc), "."+key+"`") && !strings.Contains(string(doc), "`"+key+".") {
+			if !strings.Contains(string(doc), "`"+key+"`") && !strings.Contains(string(doc), "."+key+"`") && !strings.Contains(string(doc), "`"+key+".") && !strings.Contains(string(doc), "`"+key+"[]") && !strings.Contains(string(doc), "."+key+"[]") {
 				t.Errorf("docs/configuration.md does not document %s.%s (`%s`)", typ.Name(), f.Name, key)
 			}
 			walk(f.Type)
