@@ -2,6 +2,6 @@
 // counters and membership, as small interfaces with an in-memory single-replica
 // implementation; cluster/etcd will implement them over etcd.
 //
-// Only cluster/etcd may import the etcd client. It is empty until sessions and shared limits
-// land.
+// It holds interfaces only (Counters for rate limits so far); cluster/memory implements them
+// for a single replica. Only cluster/etcd may import the etcd client.
 package cluster

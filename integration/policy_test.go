@@ -220,7 +220,8 @@ func TestPolicyKServe(t *testing.T) {
 	for _, tt := range []struct {
 		key  string
 		code codes.Code
-	}{{"", codes.Unauthenticated}, {"sk-wrong", codes.Unauthenticated}, {"sk-a", codes.OK}, {issuer.token(t, "a", time.Minute), codes.OK}} {
+	}{{"", codes.Unauthenticated}, {"sk-wrong", codes.Unauthenticated}, {issuer.token(t, "a", -time.Minute), codes.Unauthenticated},
+		{"sk-a", codes.OK}, {issuer.token(t, "a", time.Minute), codes.OK}} {
 		if got := status.Code(call(tt.key)); got != tt.code {
 			t.Errorf("gRPC key %q: %v, want %v", tt.key, got, tt.code)
 		}
@@ -265,5 +266,28 @@ func TestPolicyKServe(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("REST over the limit: %d %v", resp.StatusCode, resp.Header)
+	}
+}
+
+// TestAdminKeys: with admin keys configured, /metrics needs one; the probes stay open.
+func TestAdminKeys(t *testing.T) {
+	up := backendstest.New(t, "a")
+	s, _ := startRouter(t, poolYAML("m", "", up.URL)+"admin:\n  api_keys: ["+policy.HashKey("admin-secret")+"]\n")
+	admin := "http://" + s.AdminAddr()
+	if code, _ := httpGet(t, admin+"/metrics"); code != 401 {
+		t.Errorf("/metrics without a key: %d", code)
+	}
+	req, _ := http.NewRequest("GET", admin+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer admin-secret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("/metrics with the admin key: %d", resp.StatusCode)
+	}
+	if code, _ := httpGet(t, admin+"/readyz"); code != 200 {
+		t.Errorf("/readyz: %d", code)
 	}
 }
