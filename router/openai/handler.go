@@ -209,7 +209,7 @@ func (h *Handler) serve(x *exchange, r *http.Request, id string) error {
 		adm.Settle(u.total)
 	case u.events > 0: // an aborted stream keeps what it consumed
 		adm.Settle(int64(req.PromptTokens) + u.events)
-	case err != nil && x.status == 0: // nothing reached the model
+	case (err != nil && x.status == 0) || x.status >= 400: // refused or failed: nothing generated
 		adm.Settle(0)
 	default:
 		adm.Settle(h.rt.ReservedTokens(&req))
