@@ -74,9 +74,8 @@ func (r *Router) Admit(ctx context.Context, req *Request, creds policy.Credentia
 		return nil, err
 	}
 	req.Identity = id.Tenant
-	route, err := r.Resolve(req.Protocol, req.Model)
-	if err != nil {
-		return nil, err
+	if !r.Known(req.Protocol, req.Model) {
+		return nil, notFound(req.Model)
 	}
 	if err := policy.Authorize(id, req.Model); err != nil {
 		return nil, &Error{Code: CodePermissionDenied, Reason: "model_not_allowed", Param: "model", Message: err.Error(), Err: err}
@@ -86,6 +85,11 @@ func (r *Router) Admit(ctx context.Context, req *Request, creds policy.Credentia
 		if _, ok := r.ranks[id.Priority]; ok {
 			req.Priority = id.Priority
 		}
+	}
+	// A virtual model's rules see the settled priority and tenant.
+	route, err := r.Route(req)
+	if err != nil {
+		return nil, err
 	}
 	a := &Admission{Identity: id}
 	if r.limits == nil || req.Operation == OpMetadata {

@@ -14,6 +14,10 @@ type Metrics struct {
 	ttfb     *prometheus.HistogramVec
 	inflight *prometheus.GaugeVec
 	retries  *prometheus.CounterVec
+	decision *prometheus.CounterVec
+	overflow *prometheus.CounterVec
+	shed     *prometheus.CounterVec
+	sessions *prometheus.CounterVec
 }
 
 // latencyBuckets span a 1 ms proxy hop to a multi-minute generation.
@@ -43,7 +47,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Requests retried on another endpoint after a failure before the first response byte.",
 		}, []string{"protocol", "model"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.ttfb, m.inflight, m.retries)
+	m.decision = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchyard_route_decisions_total",
+		Help: "Requests routed, by the model asked for (route) and the concrete model chosen.",
+	}, []string{"route", "model"})
+	m.overflow = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchyard_overflow_total",
+		Help: "Requests sent to an overflow pool because the preferred pool was saturated, by model and pool used.",
+	}, []string{"model", "pool"})
+	m.shed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchyard_shed_total",
+		Help: "Requests refused because their pool was saturated and their priority class is shed first.",
+	}, []string{"model", "priority"})
+	m.sessions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchyard_session_picks_total",
+		Help: "Picks for requests with a session key, by outcome: stuck (to the bound endpoint), bound (new binding), moved (binding moved off an unhealthy or saturated endpoint).",
+	}, []string{"outcome"})
+	reg.MustRegister(m.requests, m.duration, m.ttfb, m.inflight, m.retries, m.decision, m.overflow, m.shed, m.sessions)
 	return m
 }
 
@@ -83,5 +103,29 @@ func (m *Metrics) inflightGauge(p Protocol, model string) prometheus.Gauge {
 func (m *Metrics) retried(p Protocol, model string) {
 	if m != nil {
 		m.retries.WithLabelValues(string(p), model).Inc()
+	}
+}
+
+func (m *Metrics) decided(route, model string) {
+	if m != nil {
+		m.decision.WithLabelValues(route, model).Inc()
+	}
+}
+
+func (m *Metrics) overflowed(model, pool string) {
+	if m != nil {
+		m.overflow.WithLabelValues(model, pool).Inc()
+	}
+}
+
+func (m *Metrics) shedded(model, priority string) {
+	if m != nil {
+		m.shed.WithLabelValues(model, priority).Inc()
+	}
+}
+
+func (m *Metrics) session(outcome string) {
+	if m != nil {
+		m.sessions.WithLabelValues(outcome).Inc()
 	}
 }

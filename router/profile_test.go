@@ -241,7 +241,7 @@ func TestSchedulerQueuesWhileSaturated(t *testing.T) {
 	prof := defaultProfile()
 	prof.Filters[1] = &router.SaturationFilter{MaxQueue: 1, MaxKV: 0.8} // then one request at a time
 	sched := router.NewScheduler(p, prof, router.WithQueue(3, 5*time.Second))
-	r := router.New()
+	r := router.New(router.WithShedClasses(nil)) // every class waits here; shedding is tested below
 	r.Swap(router.NewTable([]*router.Route{{Model: "m", TargetModel: "m", Scheduler: sched}}))
 
 	var mu sync.Mutex

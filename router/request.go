@@ -1,5 +1,7 @@
 package router
 
+import "net/http"
+
 // Protocol names the wire protocol a request arrived on.
 type Protocol string
 
@@ -47,6 +49,14 @@ type Request struct {
 	User       string // end-user id the client declared (OpenAI "user"); empty when none
 	Identity   string // authenticated caller; filled by policy, empty when anonymous
 
+	// Header holds the request's headers (or gRPC metadata) for routing rules; may be nil.
+	Header http.Header
+	// PrefixHashes are chained hashes of the prompt's leading blocks (see PrefixHashes), for
+	// prefix-cache affinity; nil when not computed.
+	PrefixHashes []uint64
+
 	// Body is the original request body, forwarded as received except for a model rewrite.
 	Body []byte
+
+	route *Route // the concrete route, once resolved
 }

@@ -2,6 +2,8 @@ package router
 
 import (
 	"context"
+	"errors"
+	"time"
 	"slices"
 	"sync/atomic"
 
@@ -16,6 +18,9 @@ type Route struct {
 	Model       string     // name clients ask for
 	TargetModel string     // name sent upstream; equal to Model when not rewritten
 	Scheduler   *Scheduler // the pool that serves it and how requests are placed there
+	// Overflow are pools to spill to, in order, while Scheduler's pool is saturated (premium
+	// GPUs first, cheaper ones after). Requests return to the first pool as soon as it has room.
+	Overflow []*Scheduler
 }
 
 // Pool is the pool that serves the route.
@@ -24,21 +29,33 @@ func (r *Route) Pool() *backends.Pool { return r.Scheduler.Pool }
 // Table is an immutable routing snapshot. Build one with NewTable and publish it with
 // Router.Swap; never modify it afterwards.
 type Table struct {
-	routes map[string]*Route
-	models map[Protocol][]string
+	routes  map[string]*Route
+	virtual map[string]*Virtual
+	models  map[Protocol][]string
 }
 
-// NewTable indexes routes by model name. Later routes with the same name replace earlier ones.
-func NewTable(routes []*Route) *Table {
-	t := &Table{routes: make(map[string]*Route, len(routes)), models: map[Protocol][]string{}}
+// NewTable indexes routes and virtual models by name. Later entries with the same name
+// replace earlier ones; a virtual model hides a route of its name.
+func NewTable(routes []*Route, virtual ...*Virtual) *Table {
+	t := &Table{routes: make(map[string]*Route, len(routes)), virtual: map[string]*Virtual{}, models: map[Protocol][]string{}}
 	for _, r := range routes {
 		if r.Protocol == "" {
 			r.Protocol = ProtocolOpenAI
 		}
 		t.routes[r.Model] = r
 	}
+	for _, v := range virtual {
+		if v.Protocol == "" {
+			v.Protocol = ProtocolOpenAI
+		}
+		t.virtual[v.Name] = v
+		delete(t.routes, v.Name)
+	}
 	for name, r := range t.routes {
 		t.models[r.Protocol] = append(t.models[r.Protocol], name)
+	}
+	for name, v := range t.virtual {
+		t.models[v.Protocol] = append(t.models[v.Protocol], name)
 	}
 	for _, names := range t.models {
 		slices.Sort(names)
@@ -48,7 +65,9 @@ func NewTable(routes []*Route) *Table {
 
 // Target is where one attempt of a request goes.
 type Target struct {
-	Route    *Route
+	Route *Route
+	// Pool is the pool the endpoint belongs to: the route's own, or an overflow pool.
+	Pool     *backends.Pool
 	Endpoint *backends.Endpoint
 	// Last is true when no retry follows this attempt: the attempt should relay an upstream
 	// failure as it is rather than report it as retryable.
@@ -63,6 +82,7 @@ type AttemptFunc func(ctx context.Context, t Target) error
 // table is swapped atomically and never locked on the request path.
 type Router struct {
 	table        atomic.Pointer[Table]
+	shed         map[string]bool
 	metrics      *Metrics
 	ranks        map[string]int
 	defaultClass string
@@ -75,6 +95,17 @@ type Router struct {
 
 // Option configures a Router.
 type Option func(*Router)
+
+// WithShedClasses names the priority classes refused at once (429, RESOURCE_EXHAUSTED) while
+// their pool is saturated, instead of waiting. Default sheddable.
+func WithShedClasses(classes []string) Option {
+	return func(r *Router) {
+		r.shed = map[string]bool{}
+		for _, c := range classes {
+			r.shed[c] = true
+		}
+	}
+}
 
 // WithPriorityClasses names the priority classes, most urgent first, so that requests waiting
 // for capacity are served in that order. Default critical, standard, sheddable.
@@ -92,7 +123,7 @@ func WithMetrics(m *Metrics) Option { return func(r *Router) { r.metrics = m } }
 
 // New returns a Router with an empty table.
 func New(opts ...Option) *Router {
-	r := &Router{maxAttempts: 2, defaultClass: "standard", outputTokens: defaultOutputTokens}
+	r := &Router{maxAttempts: 2, defaultClass: "standard", outputTokens: defaultOutputTokens, shed: map[string]bool{"sheddable": true}}
 	WithPriorityClasses([]string{"critical", "standard", "sheddable"})(r)
 	for _, o := range opts {
 		o(r)
@@ -107,20 +138,59 @@ func (r *Router) Swap(t *Table) { r.table.Store(t) }
 // Models lists the model names clients of protocol p may ask for, sorted.
 func (r *Router) Models(p Protocol) []string { return r.table.Load().models[p] }
 
-// Resolve returns the route for a model served over protocol p, or a CodeNotFound error.
+// Resolve returns the route for a concrete model served over protocol p, or a CodeNotFound
+// error. A virtual model resolves only per request (see Route).
 func (r *Router) Resolve(p Protocol, model string) (*Route, error) {
-	if rt, ok := r.table.Load().routes[model]; ok && rt.Protocol == p {
+	t := r.table.Load()
+	if rt, ok := t.routes[model]; ok && rt.Protocol == p {
 		return rt, nil
 	}
-	return nil, &Error{Code: CodeNotFound, Param: "model", Reason: "model_not_found",
+	if v, ok := t.virtual[model]; ok && v.Protocol == p {
+		return nil, nil // exists, but which route depends on the request
+	}
+	return nil, notFound(model)
+}
+
+func notFound(model string) error {
+	return &Error{Code: CodeNotFound, Param: "model", Reason: "model_not_found",
 		Message: "The model `" + model + "` does not exist."}
+}
+
+// Known reports whether model is configured for protocol p, concrete or virtual.
+func (r *Router) Known(p Protocol, model string) bool {
+	_, err := r.Resolve(p, model)
+	return err == nil
+}
+
+// Route resolves req to a concrete route once: a virtual model's rules are evaluated on the
+// request's size, priority, tenant and headers, and the decision is kept on the request, so
+// admission and routing agree.
+func (r *Router) Route(req *Request) (*Route, error) {
+	if req.route != nil {
+		return req.route, nil
+	}
+	t := r.table.Load()
+	rt, ok := t.routes[req.Model]
+	if !ok || rt.Protocol != req.Protocol {
+		v, vok := t.virtual[req.Model]
+		if !vok || v.Protocol != req.Protocol {
+			return nil, notFound(req.Model)
+		}
+		if rt = v.resolve(req); rt == nil {
+			return nil, &Error{Code: CodeNotFound, Param: "model", Reason: "no_route",
+				Message: "No rule of model `" + req.Model + "` matches this request."}
+		}
+	}
+	req.route = rt
+	r.metrics.decided(req.Model, rt.Model)
+	return rt, nil
 }
 
 // Serve routes req and runs attempt against picked endpoints: once, and once more on a
 // different endpoint when the first attempt fails retryably before any response byte. While
 // every endpoint is saturated, the request waits in the pool's queue.
 func (r *Router) Serve(ctx context.Context, req *Request, attempt AttemptFunc) error {
-	route, err := r.Resolve(req.Protocol, req.Model)
+	route, err := r.Route(req)
 	if err != nil {
 		return err
 	}
@@ -128,7 +198,6 @@ func (r *Router) Serve(ctx context.Context, req *Request, attempt AttemptFunc) e
 		g.Inc()
 		defer g.Dec()
 	}
-	sched := route.Scheduler
 	rank, ok := r.ranks[req.Priority]
 	if !ok {
 		rank = r.ranks[r.defaultClass]
@@ -137,7 +206,7 @@ func (r *Router) Serve(ctx context.Context, req *Request, attempt AttemptFunc) e
 	skip := func(ep *backends.Endpoint) bool { return slices.Contains(tried, ep) }
 	var lastErr error
 	for n := 1; n <= r.maxAttempts; n++ {
-		res, err := sched.pick(ctx, req, rank, skip)
+		res, sched, err := r.place(ctx, req, route, rank, skip)
 		if err != nil {
 			if lastErr != nil {
 				return lastErr // the earlier failure says more than "nothing left to try"
@@ -146,7 +215,7 @@ func (r *Router) Serve(ctx context.Context, req *Request, attempt AttemptFunc) e
 		}
 		tried = append(tried, res.Endpoint)
 		last := n == r.maxAttempts || len(tried) == len(sched.Pool.Endpoints)
-		err = runAttempt(ctx, attempt, Target{Route: route, Endpoint: res.Endpoint, Last: last}, func() {
+		err = runAttempt(ctx, attempt, Target{Route: route, Pool: sched.Pool, Endpoint: res.Endpoint, Last: last}, func() {
 			res.Done()
 			sched.Wake()
 		})
@@ -159,6 +228,33 @@ func (r *Router) Serve(ctx context.Context, req *Request, attempt AttemptFunc) e
 		}
 	}
 	return lastErr
+}
+
+// place finds an endpoint for req: in the route's pool if it has room, else in the first
+// overflow pool that has; while all are saturated, a request of a shed class is refused at
+// once and any other waits in the route's own pool's queue, in priority order.
+func (r *Router) place(ctx context.Context, req *Request, route *Route, rank int, skip func(*backends.Endpoint) bool) (PickResult, *Scheduler, error) {
+	res, err := route.Scheduler.tryPick(req, skip)
+	if err == nil {
+		return res, route.Scheduler, nil
+	}
+	first := err
+	for _, o := range route.Overflow {
+		if res, err := o.tryPick(req, skip); err == nil {
+			r.metrics.overflowed(route.Model, o.Pool.Name)
+			return res, o, nil
+		}
+	}
+	if !errors.Is(first, ErrSaturated) {
+		return PickResult{}, nil, first
+	}
+	if r.shed[req.Priority] {
+		r.metrics.shedded(route.Model, req.Priority)
+		return PickResult{}, nil, &Error{Code: CodeResourceExhausted, Reason: "shed", RetryAfter: time.Second,
+			Message: "Model " + route.Model + " is saturated and " + req.Priority + " requests are shed first; retry later.", Err: ErrSaturated}
+	}
+	res, err = route.Scheduler.pick(ctx, req, rank, skip)
+	return res, route.Scheduler, err
 }
 
 // runAttempt runs one attempt and ends its in-flight accounting even if the attempt panics.

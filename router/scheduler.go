@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchyard-ai/switchyard/backends"
+	"github.com/switchyard-ai/switchyard/cluster"
 )
 
 // ErrSaturated reports that every endpoint of a pool is saturated; the scheduler queues the
@@ -26,6 +27,18 @@ func errSaturated(pool string) error {
 type Scheduler struct {
 	Pool   *backends.Pool
 	picker Picker
+
+	// Session affinity: bindings, their idle TTL, and how saturated a bound endpoint may be
+	// before the binding moves.
+	sessions     cluster.Sessions
+	sessionTTL   time.Duration
+	stickyQueue  int64
+	stickyKV     float64
+	stickyStale  time.Duration
+	byName       map[string]*backends.Endpoint
+	prefixes     *PrefixIndex
+	metrics      *Metrics
+	now          func() time.Time
 
 	maxWaiting int
 	timeout    time.Duration
@@ -49,16 +62,96 @@ func WithQueue(maxWaiting int, timeout time.Duration) SchedulerOption {
 	return func(s *Scheduler) { s.maxWaiting, s.timeout = maxWaiting, timeout }
 }
 
+// WithSessions turns session affinity on: a request with a session key goes to the endpoint
+// its session is bound to, as long as that endpoint is healthy and its queue is below
+// maxQueue and its KV-cache use below maxKV (the saturation thresholds plus a margin);
+// otherwise a new endpoint is picked and the binding moves. Bindings expire after ttl idle.
+func WithSessions(store cluster.Sessions, ttl time.Duration, maxQueue int64, maxKV float64) SchedulerOption {
+	return func(s *Scheduler) { s.sessions, s.sessionTTL, s.stickyQueue, s.stickyKV = store, ttl, maxQueue, maxKV }
+}
+
+// WithPrefixIndex records every placed request's prefix blocks for the endpoint it went to,
+// so a PrefixScorer over the same index sends the next request with that prefix there.
+func WithPrefixIndex(x *PrefixIndex) SchedulerOption { return func(s *Scheduler) { s.prefixes = x } }
+
+// WithSchedulerMetrics counts session outcomes in m.
+func WithSchedulerMetrics(m *Metrics) SchedulerOption { return func(s *Scheduler) { s.metrics = m } }
+
 // NewScheduler returns a scheduler for pool using picker (default LeastInFlight).
 func NewScheduler(pool *backends.Pool, picker Picker, opts ...SchedulerOption) *Scheduler {
 	if picker == nil {
 		picker = &LeastInFlight{}
 	}
-	s := &Scheduler{Pool: pool, picker: picker, maxWaiting: 256, timeout: 30 * time.Second}
+	s := &Scheduler{Pool: pool, picker: picker, maxWaiting: 256, timeout: 30 * time.Second,
+		stickyStale: 2 * time.Second, now: time.Now, byName: map[string]*backends.Endpoint{}}
+	for _, ep := range pool.Endpoints {
+		s.byName[ep.Name] = ep
+	}
 	for _, o := range opts {
 		o(s)
 	}
 	return s
+}
+
+// pickOnce places req without waiting: on its session's endpoint when that still qualifies,
+// else through the picker; it then records the session binding and the prefix blocks.
+func (s *Scheduler) pickOnce(req *Request, skip func(*backends.Endpoint) bool) (PickResult, error) {
+	session := s.sessions != nil && req.SessionKey != ""
+	moved := false
+	if session {
+		if name, ok := s.sessions.Get(s.now(), s.Pool.Name+"|"+req.SessionKey); ok {
+			if ep := s.byName[name]; ep != nil && s.sticky(ep) && (skip == nil || !skip(ep)) {
+				s.metrics.session("stuck")
+				s.record(req, ep)
+				return PickResult{Endpoint: ep, Done: ep.Acquire()}, nil
+			}
+			moved = true
+		}
+	}
+	res, err := s.picker.Pick(s.Pool, req, skip)
+	if err != nil {
+		return res, err
+	}
+	if session {
+		s.sessions.Put(s.now(), s.Pool.Name+"|"+req.SessionKey, res.Endpoint.Name, s.sessionTTL)
+		if moved {
+			s.metrics.session("moved")
+		} else {
+			s.metrics.session("bound")
+		}
+	}
+	s.record(req, res.Endpoint)
+	return res, nil
+}
+
+// sticky reports whether a session may stay on ep: healthy, and not saturated beyond the
+// margin by its latest fresh stats (unknown stats do not move a session).
+func (s *Scheduler) sticky(ep *backends.Endpoint) bool {
+	now := s.now()
+	if !ep.Healthy(now) {
+		return false
+	}
+	st := ep.Stats()
+	if st == nil || st.Age(now) > s.stickyStale {
+		return true
+	}
+	queue := int64(st.Waiting) + max(0, ep.InFlight()-st.InFlightAtScrape)
+	return queue < s.stickyQueue && (st.KVUsage < 0 || st.KVUsage < s.stickyKV)
+}
+
+func (s *Scheduler) record(req *Request, ep *backends.Endpoint) {
+	if s.prefixes != nil && len(req.PrefixHashes) > 0 {
+		s.prefixes.Record(ep, req.PrefixHashes)
+	}
+}
+
+// tryPick places req without waiting; while requests wait for capacity here, newcomers
+// report ErrSaturated so they queue behind them (or overflow elsewhere).
+func (s *Scheduler) tryPick(req *Request, skip func(*backends.Endpoint) bool) (PickResult, error) {
+	if s.waiting.Load() > 0 {
+		return PickResult{}, errSaturated(s.Pool.Name)
+	}
+	return s.pickOnce(req, skip)
 }
 
 // Waiting reports how many requests are queued for capacity now.
@@ -89,12 +182,9 @@ func (s *Scheduler) Wake() {
 // pick places req, waiting in the queue while the pool is saturated. rank orders waiters:
 // lower is more urgent.
 func (s *Scheduler) pick(ctx context.Context, req *Request, rank int, skip func(*backends.Endpoint) bool) (PickResult, error) {
-	// Newcomers queue behind waiters so that priority order holds.
-	if s.waiting.Load() == 0 {
-		res, err := s.picker.Pick(s.Pool, req, skip)
-		if !errors.Is(err, ErrSaturated) {
-			return res, err
-		}
+	res, err := s.tryPick(req, skip)
+	if !errors.Is(err, ErrSaturated) {
+		return res, err
 	}
 	s.waiting.Add(1)
 	defer s.waiting.Add(-1)
@@ -113,7 +203,7 @@ func (s *Scheduler) pick(ctx context.Context, req *Request, rank int, skip func(
 			s.mu.Lock()
 			gen := s.gen
 			s.mu.Unlock()
-			res, err := s.picker.Pick(s.Pool, req, skip)
+			res, err := s.pickOnce(req, skip)
 			if !errors.Is(err, ErrSaturated) {
 				s.releaseTurn()
 				s.Wake() // there may be room for the next one too

@@ -25,7 +25,7 @@ func (h *Handler) classify(m *inference.ModelInferRequest, hdr http.Header) (rou
 	req := router.Request{
 		ID: m.GetId(), Protocol: router.ProtocolKServe, Operation: router.OpInfer,
 		Model: m.GetModelName(), Version: m.GetModelVersion(),
-		PromptTokens: int(min(elements, int64(1<<31-1))), InputBytes: size,
+		PromptTokens: int(min(elements, int64(1<<31-1))), InputBytes: size, Header: hdr,
 	}
 	if req.ID == "" {
 		req.ID = strconv.FormatUint(rand.Uint64(), 16)

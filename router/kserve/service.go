@@ -206,7 +206,7 @@ func (s *service) ModelStreamInfer(ctx context.Context, stream *connect.BidiStre
 	}
 	defer adm.Settle(0)
 	err = h.rt.Serve(ctx, &req, func(ctx context.Context, t router.Target) error {
-		client := t.Route.Pool().GRPC.Inference(t.Endpoint)
+		client := t.Pool.GRPC.Inference(t.Endpoint)
 		if client == nil {
 			return &router.Error{Code: router.CodeMethodNotAllowed, Message: "ModelStreamInfer needs a gRPC upstream; model " + req.Model + " is served over REST"}
 		}
@@ -305,7 +305,7 @@ func grpcError(t router.Target, err error) error {
 
 // upstreamInfer sends m to the target over gRPC or REST.
 func upstreamInfer(ctx context.Context, t router.Target, m *inference.ModelInferRequest) (*inference.ModelInferResponse, error) {
-	pool := t.Route.Pool()
+	pool := t.Pool
 	name := m.ModelName
 	m.ModelName = t.Route.TargetModel
 	defer func() { m.ModelName = name }()
@@ -333,7 +333,7 @@ func upstreamInfer(ctx context.Context, t router.Target, m *inference.ModelInfer
 }
 
 func upstreamReady(ctx context.Context, t router.Target, version string) (bool, error) {
-	if client := t.Route.Pool().GRPC.Inference(t.Endpoint); client != nil {
+	if client := t.Pool.GRPC.Inference(t.Endpoint); client != nil {
 		r, err := client.ModelReady(ctx, &inference.ModelReadyRequest{Name: t.Route.TargetModel, Version: version})
 		if err != nil {
 			return false, grpcError(t, err)
@@ -345,7 +345,7 @@ func upstreamReady(ctx context.Context, t router.Target, version string) (bool, 
 }
 
 func upstreamMetadata(ctx context.Context, t router.Target, version string) (*inference.ModelMetadataResponse, error) {
-	if client := t.Route.Pool().GRPC.Inference(t.Endpoint); client != nil {
+	if client := t.Pool.GRPC.Inference(t.Endpoint); client != nil {
 		r, err := client.ModelMetadata(ctx, &inference.ModelMetadataRequest{Name: t.Route.TargetModel, Version: version})
 		if err != nil {
 			return nil, grpcError(t, err)
@@ -374,7 +374,7 @@ func modelPath(model, version string) string {
 // restCall performs one KServe v2 REST call and returns the 2xx body, or the upstream's
 // {"error"} as a router error with the matching code.
 func restCall(ctx context.Context, t router.Target, method, path string, body []byte) (int, []byte, error) {
-	client := t.Route.Pool().Client
+	client := t.Pool.Client
 	var (
 		status int
 		b      []byte

@@ -180,7 +180,7 @@ func (h *Handler) serve(x *exchange, r *http.Request, id string) error {
 		return &router.Error{Code: router.CodeInvalidArgument, Param: pe.param, Reason: "invalid_request", Message: pe.msg}
 	}
 	req := p.request()
-	req.ID, req.Protocol, req.Operation, req.Body = id, router.ProtocolOpenAI, rt.op, body
+	req.ID, req.Protocol, req.Operation, req.Body, req.Header = id, router.ProtocolOpenAI, rt.op, body, r.Header
 	req.SessionKey = r.Header.Get(h.sessionHeader)
 	req.Priority = r.Header.Get(h.priorityHeader)
 	if req.Priority != "" && !slices.Contains(h.priorities, req.Priority) {
@@ -325,7 +325,7 @@ func (h *Handler) forward(ctx context.Context, x *exchange, r *http.Request, req
 	defer endPrefill()
 	flight := t.Endpoint.Fly(req.MaxTokens)
 	defer flight.Land()
-	resp, err := t.Route.Pool().Client.Post(ctx, t.Endpoint, r.URL.Path, upstreamHeader(r, req.ID), body)
+	resp, err := t.Pool.Client.Post(ctx, t.Endpoint, r.URL.Path, upstreamHeader(r, req.ID), body)
 	if err != nil {
 		return upstreamError(ctx, t.Endpoint, err)
 	}

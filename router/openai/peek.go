@@ -22,6 +22,7 @@ type peeked struct {
 	n                    int // choices requested; 1 when unset
 	user                 string
 	promptTokens         int
+	prompt               []byte // raw JSON of messages or prompt, for prefix hashing
 }
 
 // perMessageTokens approximates what chat templates add around each message (role markers
@@ -131,7 +132,11 @@ func (p *peeked) field(key string, val []byte, at int) error {
 		p.user = u
 	case "messages":
 		p.promptTokens += countTokens(val, true)
-	case "prompt", "input", "tools", "functions":
+		p.prompt = val
+	case "prompt", "input":
+		p.promptTokens += countTokens(val, false)
+		p.prompt = val
+	case "tools", "functions":
 		p.promptTokens += countTokens(val, false)
 	}
 	return nil
@@ -142,6 +147,9 @@ func (p *peeked) request() router.Request {
 	return router.Request{
 		Model: p.model, PromptTokens: p.promptTokens, MaxTokens: p.maxTokens * p.n,
 		Stream: p.stream, IncludeUsage: p.stream && p.includeUsage, User: p.user,
+		// Raw JSON of the messages: a conversation that grows by appending messages keeps its
+		// earlier blocks, and the same system prompt gives the same first blocks.
+		PrefixHashes: router.PrefixHashes(p.prompt, router.DefaultPrefixBlockBytes, router.DefaultPrefixMaxBlocks),
 	}
 }
 

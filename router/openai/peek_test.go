@@ -2,6 +2,7 @@ package openai
 
 import (
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -57,8 +58,8 @@ func TestPeek(t *testing.T) {
 			if got.promptTokens < tt.minPrompt || got.promptTokens > tt.maxPrompt {
 				t.Errorf("promptTokens = %d, want in [%d, %d]", got.promptTokens, tt.minPrompt, tt.maxPrompt)
 			}
-			got.promptTokens, got.modelStart, got.modelEnd, got.optsStart, got.optsEnd = 0, 0, 0, 0, 0
-			if got != tt.want {
+			got.promptTokens, got.modelStart, got.modelEnd, got.optsStart, got.optsEnd, got.prompt = 0, 0, 0, 0, 0, nil
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("peek = %+v, want %+v", got, tt.want)
 			}
 		})
