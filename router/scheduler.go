@@ -74,6 +74,9 @@ func WithSessions(store cluster.Sessions, ttl time.Duration, maxQueue int64, max
 // so a PrefixScorer over the same index sends the next request with that prefix there.
 func WithPrefixIndex(x *PrefixIndex) SchedulerOption { return func(s *Scheduler) { s.prefixes = x } }
 
+// WithSchedulerClock sets the clock that judges session bindings; default time.Now.
+func WithSchedulerClock(now func() time.Time) SchedulerOption { return func(s *Scheduler) { s.now = now } }
+
 // WithSchedulerMetrics counts session outcomes in m.
 func WithSchedulerMetrics(m *Metrics) SchedulerOption { return func(s *Scheduler) { s.metrics = m } }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/switchyard-ai/switchyard/backends"
+	"github.com/switchyard-ai/switchyard/cluster/memory"
 	"github.com/switchyard-ai/switchyard/internal/config"
 	"github.com/switchyard-ai/switchyard/router"
 	"github.com/switchyard-ai/switchyard/router/kserve"
@@ -63,7 +64,7 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := router.NewMetrics(reg)
 
-	pools, routes, scheds, err := buildRoutes(cfg)
+	pools, routes, virtual, scheds, err := buildRoutes(cfg, metrics)
 	if err != nil {
 		return nil, err
 	}
@@ -72,9 +73,9 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 		return nil, err
 	}
 	rt := router.New(router.WithMetrics(metrics), router.WithPriorityClasses(cfg.Routing.PriorityClasses),
-		router.WithDefaultPriority(cfg.Routing.DefaultPriority),
+		router.WithDefaultPriority(cfg.Routing.DefaultPriority), router.WithShedClasses(cfg.Routing.ShedClasses),
 		router.WithPolicy(auth, limiter, cfg.Limits.DefaultOutputTokens))
-	rt.Swap(router.NewTable(routes))
+	rt.Swap(router.NewTable(routes, virtual...))
 	front := openai.NewHandler(rt,
 		openai.WithMaxBodyBytes(cfg.Server.MaxBodyBytes),
 		openai.WithSessionHeader(cfg.Routing.SessionHeader),
@@ -169,10 +170,11 @@ func (s *Server) goServe(srv *http.Server, ln net.Listener) {
 
 // buildRoutes turns configured pools and models into runtime pools, their schedulers (both in
 // the order of cfg.Pools) and routes.
-func buildRoutes(cfg *config.Config) ([]*backends.Pool, []*router.Route, []*router.Scheduler, error) {
+func buildRoutes(cfg *config.Config, metrics *router.Metrics) ([]*backends.Pool, []*router.Route, []*router.Virtual, []*router.Scheduler, error) {
 	byName := map[string]*router.Scheduler{}
 	var pools []*backends.Pool
 	var scheds []*router.Scheduler
+	sessions := memory.NewSessions(0)
 	for _, pc := range cfg.Pools {
 		u := pc.Upstream
 		opts := backends.HTTPOptions{
@@ -185,13 +187,13 @@ func buildRoutes(cfg *config.Config) ([]*backends.Pool, []*router.Route, []*rout
 		}
 		client, err := backends.NewHTTPClient(opts)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("pool %s: %w", pc.Name, err)
+			return nil, nil, nil, nil, fmt.Errorf("pool %s: %w", pc.Name, err)
 		}
 		var eps []*backends.Endpoint
 		for _, raw := range pc.Endpoints {
 			ep, err := backends.NewEndpoint(raw)
 			if err != nil {
-				return nil, nil, nil, fmt.Errorf("pool %s: %w", pc.Name, err)
+				return nil, nil, nil, nil, fmt.Errorf("pool %s: %w", pc.Name, err)
 			}
 			if pc.Stats.MetricsPort != 0 {
 				ep.WithMetricsPort(pc.Stats.MetricsPort)
@@ -200,19 +202,26 @@ func buildRoutes(cfg *config.Config) ([]*backends.Pool, []*router.Route, []*rout
 		}
 		format, err := backends.ParseMetricsFormat(pc.Metrics)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("pool %s: %w", pc.Name, err)
+			return nil, nil, nil, nil, fmt.Errorf("pool %s: %w", pc.Name, err)
 		}
 		p := backends.NewPool(pc.Name, eps, client, format)
 		if pc.Protocol == "kserve" {
 			g, err := backends.NewGRPCClient(eps, backends.GRPCOptions{ConnectTimeout: u.ConnectTimeout.D(),
 				MaxMessageBytes: int(cfg.Server.MaxBodyBytes), TLS: opts.TLS})
 			if err != nil {
-				return nil, nil, nil, fmt.Errorf("pool %s: %w", pc.Name, err)
+				return nil, nil, nil, nil, fmt.Errorf("pool %s: %w", pc.Name, err)
 			}
 			p.GRPC = g
 		}
 		sc := pc.Scheduling
-		sched := router.NewScheduler(p, newPicker(pc), router.WithQueue(sc.Queue.MaxWaiting, sc.Queue.Timeout.D()))
+		prefixes := router.NewPrefixIndex(0)
+		schedOpts := []router.SchedulerOption{router.WithQueue(sc.Queue.MaxWaiting, sc.Queue.Timeout.D()),
+			router.WithPrefixIndex(prefixes), router.WithSchedulerMetrics(metrics)}
+		if *sc.SessionAffinity {
+			schedOpts = append(schedOpts, router.WithSessions(sessions, cfg.Routing.SessionTTL.D(),
+				int64(sc.Saturation.MaxQueue+cfg.Routing.SessionMargin), min(1, sc.Saturation.MaxKV+0.1)))
+		}
+		sched := router.NewScheduler(p, newPicker(pc, prefixes), schedOpts...)
 		byName[pc.Name] = sched
 		pools = append(pools, p)
 		scheds = append(scheds, sched)
@@ -225,16 +234,47 @@ func buildRoutes(cfg *config.Config) ([]*backends.Pool, []*router.Route, []*rout
 		}
 	}
 	var routes []*router.Route
+	concrete := map[string]*router.Route{}
 	for _, m := range cfg.Models {
-		routes = append(routes, &router.Route{Protocol: protocols[m.Pool], Model: m.Name, TargetModel: m.TargetModel, Scheduler: byName[m.Pool]})
+		if len(m.Routes) > 0 {
+			continue
+		}
+		rt := &router.Route{Protocol: protocols[m.Pool], Model: m.Name, TargetModel: m.TargetModel, Scheduler: byName[m.Pool]}
+		for _, o := range m.Overflow {
+			rt.Overflow = append(rt.Overflow, byName[o])
+		}
+		routes = append(routes, rt)
+		concrete[m.Name] = rt
 	}
-	return pools, routes, scheds, nil
+	var virtual []*router.Virtual
+	for _, m := range cfg.Models {
+		if len(m.Routes) == 0 {
+			continue
+		}
+		v := &router.Virtual{Name: m.Name}
+		for _, rr := range m.Routes {
+			rule := router.Rule{}
+			if w := rr.When; w != nil {
+				rule.Match = &router.Match{MinPromptTokens: w.MinPromptTokens, MaxPromptTokens: w.MaxPromptTokens,
+					MinOutputTokens: w.MinOutputTokens, MaxOutputTokens: w.MaxOutputTokens,
+					Priorities: w.Priorities, Tenants: w.Tenants, Headers: w.Headers}
+			}
+			for _, t := range rr.To {
+				rule.Targets = append(rule.Targets, concrete[t.Model])
+				rule.Weights = append(rule.Weights, t.Weight)
+				v.Protocol = concrete[t.Model].Protocol
+			}
+			v.Rules = append(v.Rules, rule)
+		}
+		virtual = append(virtual, v)
+	}
+	return pools, routes, virtual, scheds, nil
 }
 
 // newPicker builds a pool's picker from its scheduling settings. The default profile is
 // fresh-stats filter → saturation filter → queue, KV-cache, in-flight and latency scorers →
 // selector.
-func newPicker(pc config.Pool) router.Picker {
+func newPicker(pc config.Pool, prefixes *router.PrefixIndex) router.Picker {
 	sc := pc.Scheduling
 	switch sc.Picker {
 	case "round-robin":
@@ -252,6 +292,7 @@ func newPicker(pc config.Pool) router.Picker {
 		{Scorer: router.KVCacheScorer{}, Weight: *sc.Weights.KVCache},
 		{Scorer: router.InFlightScorer{}, Weight: *sc.Weights.InFlight},
 		{Scorer: &router.LatencyScorer{}, Weight: *sc.Weights.Latency},
+		{Scorer: &router.PrefixScorer{Index: prefixes}, Weight: *sc.Weights.Prefix},
 	} {
 		if ws.Weight > 0 {
 			scorers = append(scorers, ws)

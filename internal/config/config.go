@@ -147,6 +147,15 @@ type Routing struct {
 	DefaultPriority string `yaml:"default_priority"`
 	// ResponseHeaders adds x-switchyard-model and x-switchyard-endpoint to responses. Default true.
 	ResponseHeaders *bool `yaml:"response_headers"`
+	// ShedClasses are refused at once (429) while their pool is saturated, instead of
+	// waiting, so that other classes keep their latency. Default [sheddable].
+	ShedClasses []string `yaml:"shed_classes"`
+	// SessionTTL is how long an idle session binding lasts. Default 10m.
+	SessionTTL Duration `yaml:"session_ttl"`
+	// SessionMargin is how far past the saturation thresholds a bound endpoint may be before
+	// its session moves: this many more queued requests, and a tenth more KV-cache use.
+	// Default 2.
+	SessionMargin int `yaml:"session_margin"`
 }
 
 // Upstream holds how Switchyard talks to model servers. Set globally, overridable per pool.
@@ -231,6 +240,9 @@ type Scheduling struct {
 	Saturation Saturation `yaml:"saturation"`
 	// Queue holds requests while every endpoint is saturated, most urgent priority class first.
 	Queue Queue `yaml:"queue"`
+	// SessionAffinity sends requests with a session key back to the endpoint that served the
+	// session, while it is healthy and within the saturation margin. Default true.
+	SessionAffinity *bool `yaml:"session_affinity"`
 }
 
 // Weights are the scorer weights; 0 turns a scorer off.
@@ -241,6 +253,9 @@ type Weights struct {
 	// Latency weighs the expected time to first token from each endpoint's observed speed and
 	// this prompt's length. Default 3.
 	Latency *float64 `yaml:"latency"`
+	// Prefix weighs prefix-cache affinity: the share of the prompt's leading blocks the
+	// endpoint is believed to hold. Default 3.
+	Prefix *float64 `yaml:"prefix"`
 }
 
 // Saturation holds the thresholds past which an endpoint takes no new requests.
@@ -255,12 +270,45 @@ type Queue struct {
 	Timeout    Duration `yaml:"timeout"`     // default 30s; then 429 with Retry-After
 }
 
-// Model is a model name clients may ask for.
+// Model is a model name clients may ask for: either concrete (served by a pool) or virtual
+// (routed to concrete models by rules).
 type Model struct {
 	Name string `yaml:"name"` // required, unique
-	Pool string `yaml:"pool"` // required: a pool name
+	// Pool serves a concrete model. Required unless routes are given.
+	Pool string `yaml:"pool,omitempty"`
 	// TargetModel is the name sent upstream, rewriting the request body. Default Name.
-	TargetModel string `yaml:"target_model"`
+	TargetModel string `yaml:"target_model,omitempty"`
+	// Overflow lists pools to spill to, in order, while Pool is saturated (premium GPUs
+	// first, cheaper after). Default none.
+	Overflow []string `yaml:"overflow,omitempty"`
+	// Routes make the model virtual: ordered rules, the first that matches wins. The last
+	// rule must have no when: it is the explicit default.
+	Routes []RouteRule `yaml:"routes,omitempty"`
+}
+
+// RouteRule is one rule of a virtual model.
+type RouteRule struct {
+	// When is the condition; absent on the last, default rule.
+	When *RouteMatch `yaml:"when,omitempty"`
+	// To are the concrete models to send to, split by weight (deterministic per session key).
+	To []RouteTarget `yaml:"to"`
+}
+
+// RouteMatch is a rule's condition; every field set must hold.
+type RouteMatch struct {
+	MinPromptTokens int               `yaml:"min_prompt_tokens,omitempty"`
+	MaxPromptTokens int               `yaml:"max_prompt_tokens,omitempty"`
+	MinOutputTokens int               `yaml:"min_output_tokens,omitempty"`
+	MaxOutputTokens int               `yaml:"max_output_tokens,omitempty"` // requests with max tokens set, at most this
+	Priorities      []string          `yaml:"priorities,omitempty"`
+	Tenants         []string          `yaml:"tenants,omitempty"`
+	Headers         map[string]string `yaml:"headers,omitempty"`
+}
+
+// RouteTarget is a concrete model and its share of a rule's traffic.
+type RouteTarget struct {
+	Model  string `yaml:"model"`  // a concrete model's name
+	Weight int    `yaml:"weight"` // relative share; default 1
 }
 
 // Duration is a time.Duration written as a Go duration string ("5s", "2m").

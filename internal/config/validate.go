@@ -42,6 +42,13 @@ func (c *Config) SetDefaults() {
 		on := true
 		c.Routing.ResponseHeaders = &on
 	}
+	if c.Routing.ShedClasses == nil {
+		c.Routing.ShedClasses = []string{"sheddable"}
+	}
+	defD(&c.Routing.SessionTTL, 10*time.Minute)
+	if c.Routing.SessionMargin == 0 {
+		c.Routing.SessionMargin = 2
+	}
 	defD(&c.Upstream.ConnectTimeout, 5*time.Second)
 	defD(&c.Upstream.FirstByteTimeout, 5*time.Minute)
 	defD(&c.Upstream.IdleStreamTimeout, 2*time.Minute)
@@ -59,7 +66,17 @@ func (c *Config) SetDefaults() {
 		p.Scheduling.setDefaults()
 	}
 	for i := range c.Models {
-		def(&c.Models[i].TargetModel, c.Models[i].Name)
+		m := &c.Models[i]
+		if len(m.Routes) == 0 {
+			def(&m.TargetModel, m.Name)
+		}
+		for j := range m.Routes {
+			for k := range m.Routes[j].To {
+				if m.Routes[j].To[k].Weight == 0 {
+					m.Routes[j].To[k].Weight = 1
+				}
+			}
+		}
 	}
 	if c.Auth.Anonymous == nil {
 		open := len(c.Auth.APIKeys) == 0 && c.Auth.JWT == nil && len(c.Auth.MTLS) == 0
@@ -117,6 +134,11 @@ func (s *Scheduling) setDefaults() {
 	defW(&s.Weights.KVCache, 2)
 	defW(&s.Weights.InFlight, 1)
 	defW(&s.Weights.Latency, 3)
+	defW(&s.Weights.Prefix, 3)
+	if s.SessionAffinity == nil {
+		on := true
+		s.SessionAffinity = &on
+	}
 	if s.Saturation.MaxQueue == 0 {
 		s.Saturation.MaxQueue = 5
 	}
@@ -234,6 +256,7 @@ func (c *Config) validate(root *yaml.Node) error {
 		add("no models configured: add models (and pools) or pass --backend MODEL=URL")
 	}
 	models := map[string]bool{}
+	concrete := map[string]bool{}
 	for i, m := range c.Models {
 		switch {
 		case m.Name == "":
@@ -242,8 +265,48 @@ func (c *Config) validate(root *yaml.Node) error {
 			add(fmt.Sprintf("duplicate model name %q", m.Name), "models", i, "name")
 		}
 		models[m.Name] = true
-		if !pools[m.Pool] {
-			add(fmt.Sprintf("unknown pool %q", m.Pool), "models", i, "pool")
+		if len(m.Routes) == 0 {
+			concrete[m.Name] = true
+			if !pools[m.Pool] {
+				add(fmt.Sprintf("unknown pool %q", m.Pool), "models", i, "pool")
+			}
+			for j, o := range m.Overflow {
+				if !pools[o] || o == m.Pool {
+					add(fmt.Sprintf("overflow pool %q is unknown or the model's own", o), "models", i, "overflow", j)
+				}
+			}
+		} else if m.Pool != "" || len(m.Overflow) > 0 {
+			add("a virtual model (routes) has no pool or overflow of its own", "models", i, "pool")
+		}
+	}
+	for i, m := range c.Models {
+		for j, r := range m.Routes {
+			if (r.When == nil) != (j == len(m.Routes)-1) {
+				add("the last rule, and only it, must have no when: the explicit default", "models", i, "routes", j)
+			}
+			if len(r.To) == 0 {
+				add("a rule needs at least one target", "models", i, "routes", j, "to")
+			}
+			for k, t := range r.To {
+				if !concrete[t.Model] {
+					add(fmt.Sprintf("%q is not a concrete model", t.Model), "models", i, "routes", j, "to", k, "model")
+				}
+				if t.Weight < 0 {
+					add("weight must be positive", "models", i, "routes", j, "to", k, "weight")
+				}
+			}
+			if r.When != nil {
+				for _, p := range r.When.Priorities {
+					if !slices.Contains(c.Routing.PriorityClasses, p) {
+						add(fmt.Sprintf("%q is not one of routing.priority_classes", p), "models", i, "routes", j, "when", "priorities")
+					}
+				}
+			}
+		}
+	}
+	for i, sc := range c.Routing.ShedClasses {
+		if !slices.Contains(c.Routing.PriorityClasses, sc) {
+			add(fmt.Sprintf("%q is not one of priority_classes", sc), "routing", "shed_classes", i)
 		}
 	}
 	if len(errs.List) == 0 {
@@ -377,7 +440,7 @@ func (p *Pool) validateScheduling(add func(string, ...any), i int) {
 	for _, w := range []struct {
 		key string
 		v   *float64
-	}{{"queue", sc.Weights.Queue}, {"kv_cache", sc.Weights.KVCache}, {"in_flight", sc.Weights.InFlight}, {"latency", sc.Weights.Latency}} {
+	}{{"queue", sc.Weights.Queue}, {"kv_cache", sc.Weights.KVCache}, {"in_flight", sc.Weights.InFlight}, {"latency", sc.Weights.Latency}, {"prefix", sc.Weights.Prefix}} {
 		if w.v != nil && *w.v < 0 {
 			add("weights must not be negative", at("scheduling", "weights", w.key)...)
 		}
