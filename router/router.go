@@ -3,9 +3,9 @@ package router
 import (
 	"context"
 	"errors"
-	"time"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/switchyard-ai/switchyard/backends"
 	"github.com/switchyard-ai/switchyard/policy"

@@ -30,15 +30,15 @@ type Scheduler struct {
 
 	// Session affinity: bindings, their idle TTL, and how saturated a bound endpoint may be
 	// before the binding moves.
-	sessions     cluster.Sessions
-	sessionTTL   time.Duration
-	stickyQueue  int64
-	stickyKV     float64
-	stickyStale  time.Duration
-	byName       map[string]*backends.Endpoint
-	prefixes     *PrefixIndex
-	metrics      *Metrics
-	now          func() time.Time
+	sessions    cluster.Sessions
+	sessionTTL  time.Duration
+	stickyQueue int64
+	stickyKV    float64
+	stickyStale time.Duration
+	byName      map[string]*backends.Endpoint
+	prefixes    *PrefixIndex
+	metrics     *Metrics
+	now         func() time.Time
 
 	maxWaiting int
 	timeout    time.Duration
@@ -75,7 +75,9 @@ func WithSessions(store cluster.Sessions, ttl time.Duration, maxQueue int64, max
 func WithPrefixIndex(x *PrefixIndex) SchedulerOption { return func(s *Scheduler) { s.prefixes = x } }
 
 // WithSchedulerClock sets the clock that judges session bindings; default time.Now.
-func WithSchedulerClock(now func() time.Time) SchedulerOption { return func(s *Scheduler) { s.now = now } }
+func WithSchedulerClock(now func() time.Time) SchedulerOption {
+	return func(s *Scheduler) { s.now = now }
+}
 
 // WithSchedulerMetrics counts session outcomes in m.
 func WithSchedulerMetrics(m *Metrics) SchedulerOption { return func(s *Scheduler) { s.metrics = m } }
