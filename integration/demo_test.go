@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -54,7 +55,7 @@ func TestDemo(t *testing.T) {
 	for _, m := range models.Data {
 		ids = append(ids, m.ID)
 	}
-	if strings.Join(ids, ",") != "sim-large,sim-small" {
+	if strings.Join(ids, ",") != "auto,sim-large,sim-small" {
 		t.Errorf("models = %v", ids)
 	}
 	for _, model := range []string{"sim-small", "sim-large"} {
@@ -77,6 +78,18 @@ func TestDemo(t *testing.T) {
 	}
 	if stream.Err() != nil || chunks < 5 {
 		t.Errorf("stream: %d chunks, err %v", chunks, stream.Err())
+	}
+	// auto routes a short prompt to the small model and a critical one to the large model.
+	for prio, want := range map[string]string{"standard": "sim-small", "critical": "sim-large"} {
+		var resp *http.Response
+		p := chatParams("auto")
+		p.MaxTokens = openai.Int(4)
+		if _, err := c.Chat.Completions.New(context.Background(), p, option.WithHeader("x-priority", prio), option.WithResponseInto(&resp)); err != nil {
+			t.Fatal(err)
+		}
+		if got := resp.Header.Get("x-switchyard-model"); got != want {
+			t.Errorf("auto at %s went to %q, want %s", prio, got, want)
+		}
 	}
 	// The limited key meets its 5 requests a minute at once.
 	lim := openai.NewClient(option.WithBaseURL(base+"/v1/"), option.WithAPIKey("sk-demo-limited"), option.WithMaxRetries(0))
@@ -130,7 +143,7 @@ func TestDemoPrintConfig(t *testing.T) {
 	if len(cfg.Auth.APIKeys) != 2 || len(cfg.Limits.Rules) != 2 || *cfg.Auth.Anonymous {
 		t.Errorf("demo auth: %d keys, %d limits, anonymous %v", len(cfg.Auth.APIKeys), len(cfg.Limits.Rules), *cfg.Auth.Anonymous)
 	}
-	if len(cfg.Pools) != 3 || len(cfg.Pools[0].Endpoints) != 2 || len(cfg.Pools[1].Endpoints) != 2 || len(cfg.Pools[2].Endpoints) != 2 || len(cfg.Models) != 3 {
+	if len(cfg.Pools) != 3 || len(cfg.Pools[0].Endpoints) != 2 || len(cfg.Pools[1].Endpoints) != 2 || len(cfg.Pools[2].Endpoints) != 2 || len(cfg.Models) != 4 {
 		t.Errorf("demo config: %d pools, %d models", len(cfg.Pools), len(cfg.Models))
 	}
 	if cfg.Listen != "127.0.0.1:8080" || cfg.AdminListen != "127.0.0.1:9090" {

@@ -68,6 +68,12 @@ func demoConfig(listen, adminListen string, addrs []string, key, limitedKey stri
 	}
 	c.Pools = append(c.Pools, tensor)
 	c.Models = append(c.Models, config.Model{Name: demoTensorModel, Pool: "tensor"})
+	// auto: short prompts to the small model, long or critical ones to the large one.
+	c.Models = append(c.Models, config.Model{Name: "auto", Routes: []config.RouteRule{
+		{When: &config.RouteMatch{Priorities: []string{"critical"}}, To: []config.RouteTarget{{Model: "sim-large"}}},
+		{When: &config.RouteMatch{MaxPromptTokens: 1000}, To: []config.RouteTarget{{Model: "sim-small"}}},
+		{To: []config.RouteTarget{{Model: "sim-large"}}},
+	}})
 	c.SetDefaults()
 	return c
 }
@@ -119,6 +125,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 const demoConfigHeader = `# Switchyard demo configuration (switchyard demo --print-config).
 # Two pools of simulated vLLM servers: "small" serves sim-small, "large" serves sim-large;
 # the small servers also serve the KServe v2 tensor model sim-tensor over gRPC ("tensor").
+# The virtual model auto sends short prompts to sim-small, long or critical ones to sim-large.
 # Two API keys are configured (their SHA-256 digests below): tenant "demo" and tenant
 # "limited" with 5 requests and 2000 tokens a minute. For a real deployment, replace the keys
 # (switchyard hash-key KEY prints a digest) and the endpoints (your model servers' root URLs),
@@ -196,6 +203,8 @@ func printDemoHelp(w io.Writer, d *demo, key, limitedKey string) {
 	fmt.Fprintf(w, "  curl -s %s%s/v1/models\n", auth, base)
 	fmt.Fprintf(w, "  curl -s %s%s/v1/chat/completions -H 'content-type: application/json' \\\n"+
 		"    -d '{\"model\":\"sim-small\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'\n", auth, base)
+	fmt.Fprintf(w, "  curl -si %s%s/v1/chat/completions -H 'content-type: application/json' -H 'x-priority: critical' \\\n"+
+		"    -d '{\"model\":\"auto\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'   # see x-switchyard-model\n", auth, base)
 	fmt.Fprintf(w, "  curl -sN %s%s/v1/chat/completions -H 'content-type: application/json' \\\n"+
 		"    -d '{\"model\":\"sim-large\",\"stream\":true,\"max_tokens\":20,\"messages\":[{\"role\":\"user\",\"content\":\"Tell me a story.\"}]}'\n", auth, base)
 	fmt.Fprintf(w, "  python3 -c 'from openai import OpenAI; c = OpenAI(base_url=\"%s/v1\", api_key=\"%s\");"+
