@@ -402,3 +402,26 @@ func TestLatencyScorer(t *testing.T) {
 		t.Errorf("endpoint 1 with 50k tokens of prefill queued: scores = %v", scores)
 	}
 }
+
+// TestShedHeadroom: sheddable requests leave a quarter of an endpoint's batch slots free;
+// other classes may use them.
+func TestShedHeadroom(t *testing.T) {
+	f := &router.SaturationFilter{MaxQueue: 5, MaxKV: 0.8, Shed: map[string]bool{"sheddable": true}, Headroom: 0.25}
+	p := fleet(t, &backends.Stats{ScrapedAt: t0, Running: 8, KVUsage: 0.1}) // learns capacity 8
+	for _, tt := range []struct {
+		running  int
+		priority string
+		keep     bool
+	}{
+		{5, "sheddable", true},
+		{6, "sheddable", false}, // 6 of 8 busy: the last 2 are kept free
+		{6, "critical", true},
+		{7, "standard", true},
+	} {
+		p.Endpoints[0].SetStats(&backends.Stats{ScrapedAt: t0, Running: tt.running, KVUsage: 0.1})
+		got := len(f.Filter(&router.Request{Priority: tt.priority}, cands(p))) == 1
+		if got != tt.keep {
+			t.Errorf("%d running, %s: kept %v, want %v", tt.running, tt.priority, got, tt.keep)
+		}
+	}
+}

@@ -221,7 +221,7 @@ func buildRoutes(cfg *config.Config, metrics *router.Metrics) ([]*backends.Pool,
 			schedOpts = append(schedOpts, router.WithSessions(sessions, cfg.Routing.SessionTTL.D(),
 				int64(sc.Saturation.MaxQueue+cfg.Routing.SessionMargin), min(1, sc.Saturation.MaxKV+0.1)))
 		}
-		sched := router.NewScheduler(p, newPicker(pc, prefixes), schedOpts...)
+		sched := router.NewScheduler(p, newPicker(pc, prefixes, cfg.Routing.ShedClasses), schedOpts...)
 		byName[pc.Name] = sched
 		pools = append(pools, p)
 		scheds = append(scheds, sched)
@@ -274,7 +274,7 @@ func buildRoutes(cfg *config.Config, metrics *router.Metrics) ([]*backends.Pool,
 // newPicker builds a pool's picker from its scheduling settings. The default profile is
 // fresh-stats filter → saturation filter → queue, KV-cache, in-flight and latency scorers →
 // selector.
-func newPicker(pc config.Pool, prefixes *router.PrefixIndex) router.Picker {
+func newPicker(pc config.Pool, prefixes *router.PrefixIndex, shed []string) router.Picker {
 	sc := pc.Scheduling
 	switch sc.Picker {
 	case "round-robin":
@@ -301,12 +301,21 @@ func newPicker(pc config.Pool, prefixes *router.PrefixIndex) router.Picker {
 	return &router.Profile{
 		Filters: []router.Filter{
 			router.FreshFilter{},
-			&router.SaturationFilter{MaxQueue: int64(sc.Saturation.MaxQueue), MaxKV: sc.Saturation.MaxKV},
+			&router.SaturationFilter{MaxQueue: int64(sc.Saturation.MaxQueue), MaxKV: sc.Saturation.MaxKV,
+				Shed: shedSet(shed), Headroom: *sc.Saturation.ShedHeadroom},
 		},
 		Scorers:    scorers,
 		Selector:   sel,
 		StaleAfter: pc.Stats.StaleAfter.D(),
 	}
+}
+
+func shedSet(classes []string) map[string]bool {
+	m := map[string]bool{}
+	for _, c := range classes {
+		m[c] = true
+	}
+	return m
 }
 
 func newLogger(w io.Writer, c config.Log) *slog.Logger {

@@ -262,6 +262,9 @@ type Weights struct {
 type Saturation struct {
 	MaxQueue int     `yaml:"max_queue"` // queued requests. Default 5.
 	MaxKV    float64 `yaml:"max_kv"`    // KV-cache use, 0..1. Default 0.8.
+	// ShedHeadroom is the share of an endpoint's batch slots that requests of a shed class
+	// (routing.shed_classes) may not take, kept free for more urgent work. Default 0.25.
+	ShedHeadroom *float64 `yaml:"shed_headroom"`
 }
 
 // Queue bounds the requests waiting for a saturated pool.

@@ -145,6 +145,7 @@ func (s *Scheduling) setDefaults() {
 	if s.Saturation.MaxKV == 0 {
 		s.Saturation.MaxKV = 0.8
 	}
+	defW(&s.Saturation.ShedHeadroom, 0.25)
 	if s.Queue.MaxWaiting == 0 {
 		s.Queue.MaxWaiting = 256
 	}
@@ -450,6 +451,9 @@ func (p *Pool) validateScheduling(add func(string, ...any), i int) {
 	}
 	if sc.Saturation.MaxKV < 0 || sc.Saturation.MaxKV > 1 {
 		add("must be between 0 and 1", at("scheduling", "saturation", "max_kv")...)
+	}
+	if h := sc.Saturation.ShedHeadroom; h != nil && (*h < 0 || *h >= 1) {
+		add("must be at least 0 and below 1", at("scheduling", "saturation", "shed_headroom")...)
 	}
 	if sc.Queue.MaxWaiting < 0 || sc.Queue.Timeout < 0 {
 		add("queue bounds must not be negative", at("scheduling", "queue")...)
