@@ -23,8 +23,11 @@ func (FreshFilter) Filter(_ *Request, cands []Candidate) []Candidate {
 }
 
 // SaturationFilter drops endpoints that are saturated: a queue (scraped waiting plus requests
-// sent since) of at least MaxQueue, or KV-cache use of at least MaxKV. Endpoints with unknown
-// stats pass, since nothing says they are saturated; the in-flight scorer judges them.
+// sent since) of at least MaxQueue, or KV-cache use of at least MaxKV while requests are
+// already queued there. A full cache alone is not saturation: long contexts fill it in normal
+// operation, and the server admits the next request as soon as blocks free, sooner than a
+// router-side queue would. Endpoints with unknown stats pass, since nothing says they are
+// saturated; the in-flight scorer judges them.
 //
 // For requests of a shed class it is stricter: it keeps Headroom (a fraction of the endpoint's
 // batch capacity, the most requests it was seen running) free for other classes, so sheddable
@@ -44,7 +47,7 @@ func (f *SaturationFilter) Filter(req *Request, cands []Candidate) []Candidate {
 	reserve := req != nil && f.Headroom > 0 && f.Shed[req.Priority]
 	out := cands[:0]
 	for _, c := range cands {
-		if c.Stats != nil && (c.Queue() >= f.MaxQueue || (c.Stats.KVUsage >= 0 && c.Stats.KVUsage >= f.MaxKV)) {
+		if c.Stats != nil && (c.Queue() >= f.MaxQueue || (c.Queue() > 0 && c.Stats.KVUsage >= 0 && c.Stats.KVUsage >= f.MaxKV)) {
 			continue
 		}
 		if reserve {

@@ -79,7 +79,8 @@ func TestSaturationFilter(t *testing.T) {
 		{"queue below", st(4, 0.1), 0, true},
 		{"queue at bound", st(5, 0.1), 0, false},
 		{"pending pushes queue to bound", st(3, 0.1), 2, false},
-		{"kv at bound", st(0, 0.8), 0, false},
+		{"kv at bound with a queue", st(1, 0.8), 0, false},
+		{"kv at bound, nothing queued", st(0, 0.8), 0, true},
 		{"kv unknown passes", &backends.Stats{ScrapedAt: t0, KVUsage: -1}, 0, true},
 		{"stats unknown passes", nil, 9, true},
 	}
@@ -215,7 +216,7 @@ func TestProfilePick(t *testing.T) {
 		}
 	})
 	t.Run("all saturated", func(t *testing.T) {
-		p := fleet(t, st(5, 0.1), st(0, 0.95))
+		p := fleet(t, st(5, 0.1), st(1, 0.95))
 		_, err := defaultProfile().Pick(p, &router.Request{}, nil)
 		if !errors.Is(err, router.ErrSaturated) {
 			t.Fatalf("err = %v, want ErrSaturated", err)

@@ -261,7 +261,7 @@ type Weights struct {
 // Saturation holds the thresholds past which an endpoint takes no new requests.
 type Saturation struct {
 	MaxQueue int     `yaml:"max_queue"` // queued requests. Default 5.
-	MaxKV    float64 `yaml:"max_kv"`    // KV-cache use, 0..1. Default 0.8.
+	MaxKV    float64 `yaml:"max_kv"`    // KV-cache use, 0..1, with requests queued. Default 0.8.
 	// ShedHeadroom is the share of an endpoint's batch slots that requests of a shed class
 	// (routing.shed_classes) may not take, kept free for more urgent work. Default 0.25.
 	ShedHeadroom *float64 `yaml:"shed_headroom"`
