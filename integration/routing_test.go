@@ -72,3 +72,41 @@ models:
 		}
 	}
 }
+
+// TestSessionStickiness: turns of one conversation, by x-session-id or (when configured) by the
+// OpenAI user field, all go to the endpoint that served the first.
+func TestSessionStickiness(t *testing.T) {
+	a, b, c := backendstest.New(t, "a"), backendstest.New(t, "b"), backendstest.New(t, "c")
+	_, base := startRouter(t, poolYAML("m", "", a.URL, b.URL, c.URL)+"routing: {session_from_user: true}\n")
+	for _, tt := range []struct{ name, header, body string }{
+		{"header", "conv-1", `{"model":"m","messages":[{"role":"user","content":"hi"}]}`},
+		{"user field", "", `{"model":"m","user":"alice","messages":[{"role":"user","content":"hi"}]}`},
+	} {
+		seen := map[string]int{}
+		for range 12 {
+			req, _ := http.NewRequest("POST", base+"/v1/chat/completions", strings.NewReader(tt.body))
+			if tt.header != "" {
+				req.Header.Set("x-session-id", tt.header)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			seen[resp.Header.Get("x-switchyard-endpoint")]++
+		}
+		if len(seen) != 1 {
+			t.Errorf("%s: one conversation went to %d endpoints: %v", tt.name, len(seen), seen)
+		}
+	}
+	// Without a session key, sequential requests spread over the idle endpoints.
+	seen := map[string]int{}
+	for range 30 {
+		resp := post(t, base+"/v1/chat/completions", "", `{"model":"m","messages":[{"role":"user","content":"hi"}]}`)
+		resp.Body.Close()
+		seen[resp.Header.Get("x-switchyard-endpoint")]++
+	}
+	if len(seen) < 2 {
+		t.Errorf("requests without a session all went to one endpoint: %v", seen)
+	}
+}

@@ -78,7 +78,7 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 	rt.Swap(router.NewTable(routes, virtual...))
 	front := openai.NewHandler(rt,
 		openai.WithMaxBodyBytes(cfg.Server.MaxBodyBytes),
-		openai.WithSessionHeader(cfg.Routing.SessionHeader),
+		openai.WithSessionHeader(cfg.Routing.SessionHeader), openai.WithSessionFromUser(cfg.Routing.SessionFromUser),
 		openai.WithPriorities(cfg.Routing.PriorityHeader, cfg.Routing.PriorityClasses, cfg.Routing.DefaultPriority),
 		openai.WithRoutingHeaders(*cfg.Routing.ResponseHeaders),
 		openai.WithLogger(log), openai.WithMetrics(metrics))

@@ -150,6 +150,9 @@ type Routing struct {
 	// ShedClasses are refused at once (429) while their pool is saturated, instead of
 	// waiting, so that other classes keep their latency. Default [sheddable].
 	ShedClasses []string `yaml:"shed_classes"`
+	// SessionFromUser uses the OpenAI `user` field as the session key when the session header
+	// is absent. Default false.
+	SessionFromUser bool `yaml:"session_from_user"`
 	// SessionTTL is how long an idle session binding lasts. Default 10m.
 	SessionTTL Duration `yaml:"session_ttl"`
 	// SessionMargin is how far past the saturation thresholds a bound endpoint may be before

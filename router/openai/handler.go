@@ -25,16 +25,17 @@ import (
 
 // Handler serves the OpenAI-compatible API under /v1/. It is safe for concurrent use.
 type Handler struct {
-	rt             *router.Router
-	maxBody        int64
-	sessionHeader  string
-	priorityHeader string
-	priorities     []string
-	defaultClass   string
-	routingHeaders bool
-	log            *slog.Logger
-	metrics        *router.Metrics
-	created        int64
+	rt              *router.Router
+	maxBody         int64
+	sessionHeader   string
+	sessionFromUser bool
+	priorityHeader  string
+	priorities      []string
+	defaultClass    string
+	routingHeaders  bool
+	log             *slog.Logger
+	metrics         *router.Metrics
+	created         int64
 }
 
 // Option configures a Handler.
@@ -45,6 +46,10 @@ func WithMaxBodyBytes(n int64) Option { return func(h *Handler) { h.maxBody = n 
 
 // WithSessionHeader names the header that carries the session key. Default x-session-id.
 func WithSessionHeader(name string) Option { return func(h *Handler) { h.sessionHeader = name } }
+
+// WithSessionFromUser uses the body's `user` field as the session key when the header is
+// absent. Default off.
+func WithSessionFromUser(on bool) Option { return func(h *Handler) { h.sessionFromUser = on } }
 
 // WithPriorities names the header carrying the priority class, the classes allowed, and the
 // class of requests without the header. Default x-priority; critical, standard, sheddable;
@@ -182,6 +187,9 @@ func (h *Handler) serve(x *exchange, r *http.Request, id string) error {
 	req := p.request()
 	req.ID, req.Protocol, req.Operation, req.Body, req.Header = id, router.ProtocolOpenAI, rt.op, body, r.Header
 	req.SessionKey = r.Header.Get(h.sessionHeader)
+	if req.SessionKey == "" && h.sessionFromUser && req.User != "" {
+		req.SessionKey = "user:" + req.User
+	}
 	req.Priority = r.Header.Get(h.priorityHeader)
 	if req.Priority != "" && !slices.Contains(h.priorities, req.Priority) {
 		return &router.Error{Code: router.CodeInvalidArgument, Param: h.priorityHeader, Reason: "invalid_priority",
