@@ -45,7 +45,11 @@ func affinityFleetConfigs() []sim.Config {
 		BlockSize:          16,
 		Seed:               1,
 	}
-	return []sim.Config{c, c, c, c}
+	// Two servers twice as slow, as in BenchmarkScheduling: a fleet of mixed GPU generations.
+	slow := c
+	slow.PrefillPerToken, slow.PrefillBase, slow.DecodePerToken = 2*c.PrefillPerToken, 2*c.PrefillBase, 2*c.DecodePerToken
+	slow.Seed = 1
+	return []sim.Config{c, c, slow, slow}
 }
 
 // The multi-turn workload. Words are four random letters, one token each to the simulator.
@@ -78,6 +82,7 @@ var affinityContenders = []contender{
 	{"least-conn (nginx)", startNginx},
 	{"load-only", switchyardWith("{weights: {prefix: 0}, session_affinity: false}")},
 	{affinityRef, switchyardWith("")},
+
 }
 
 // pickContenders is cs, or only those of them named (comma-separated) in
@@ -546,7 +551,7 @@ func BenchmarkAffinity(b *testing.B) {
 		{"no shared prefixes", "fresh", freshChats(8, rate, window)},
 	}
 
-	fmt.Printf("fleet: %d identical simulated servers, model m, batch %d, KV cache %d blocks × %d tokens; prefill %v + %v/token, decode %v/token (+%.0f%% per extra sequence)\n",
+	fmt.Printf("fleet: %d simulated servers (the last two twice as slow), model m, batch %d, KV cache %d blocks × %d tokens; fast prefill %v + %v/token, decode %v/token (+%.0f%% per extra sequence)\n",
 		len(cfgs), c0.MaxRunning, c0.KVBlocks, c0.BlockSize, c0.PrefillBase, c0.PrefillPerToken, c0.DecodePerToken, 100*c0.DecodeBatchPenalty)
 	fmt.Printf("shared workload: %d conversations × %d turns; %d system prompts of %d tokens (%d in all, vs %d per server's cache); user messages %d–%d tokens; replies %d–%d tokens; think time exp(mean %v); x-session-id conv-<n>\n",
 		n, affinityTurns, affinitySystems, affinitySystemLen+systemTemplateTokens, affinitySystems*(affinitySystemLen+systemTemplateTokens),
