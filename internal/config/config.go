@@ -254,7 +254,7 @@ type Weights struct {
 	KVCache  *float64 `yaml:"kv_cache"`  // free KV cache. Default 2.
 	InFlight *float64 `yaml:"in_flight"` // this replica's in-flight requests. Default 1.
 	// Latency weighs the expected time to first token from each endpoint's observed speed and
-	// this prompt's length. Default 3.
+	// this prompt's length. Default 6.
 	Latency *float64 `yaml:"latency"`
 	// Prefix weighs prefix-cache affinity: the share of the prompt's leading blocks the
 	// endpoint is believed to hold. Default 3.

@@ -133,7 +133,7 @@ func (s *Scheduling) setDefaults() {
 	defW(&s.Weights.Queue, 2)
 	defW(&s.Weights.KVCache, 2)
 	defW(&s.Weights.InFlight, 1)
-	defW(&s.Weights.Latency, 3)
+	defW(&s.Weights.Latency, 6)
 	defW(&s.Weights.Prefix, 3)
 	if s.SessionAffinity == nil {
 		on := true
