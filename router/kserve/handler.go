@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -108,28 +107,9 @@ type peerCertsKey struct{}
 // credentials reads what a call presented: the authorization header or gRPC metadata (Bearer),
 // and a verified client certificate.
 func credentials(ctx context.Context, hdr http.Header) policy.Credentials {
-	var c policy.Credentials
-	if a := hdr.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
-		c.Bearer = strings.TrimSpace(a[7:])
-	}
+	c := policy.Credentials{Bearer: router.BearerToken(hdr)}
 	c.Certs, _ = ctx.Value(peerCertsKey{}).([]*x509.Certificate)
 	return c
-}
-
-// setQuota names the caller's remaining quota in response headers (gRPC metadata), as the
-// OpenAI front door does.
-func setQuota(hdr http.Header, q policy.Quota) {
-	for _, l := range []struct {
-		kind string
-		st   *policy.LimitStatus
-	}{{"requests", q.Requests}, {"tokens", q.Tokens}} {
-		if l.st == nil {
-			continue
-		}
-		hdr.Set("x-ratelimit-limit-"+l.kind, strconv.FormatInt(l.st.Limit, 10))
-		hdr.Set("x-ratelimit-remaining-"+l.kind, strconv.FormatInt(max(0, l.st.Remaining), 10))
-		hdr.Set("x-ratelimit-reset-"+l.kind, l.st.Reset.Round(time.Millisecond).String())
-	}
 }
 
 // GRPCPath is the path prefix of the gRPC service, for mounting the handler.

@@ -141,7 +141,7 @@ func (h *Handler) restInfer(w http.ResponseWriter, r *http.Request) {
 	resp, t, q, err := h.infer(r.Context(), m, r.Header)
 	x.target = t
 	h.setRouting(w.Header(), t)
-	setQuota(w.Header(), q)
+	router.SetQuotaHeaders(w.Header(), q)
 	if err != nil {
 		writeRESTError(w, err)
 		return

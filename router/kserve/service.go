@@ -112,12 +112,12 @@ func (s *service) ModelInfer(ctx context.Context, req *connect.Request[inference
 	if err != nil {
 		ce := connectError(err)
 		s.h.setRouting(ce.Meta(), t)
-		setQuota(ce.Meta(), q)
+		router.SetQuotaHeaders(ce.Meta(), q)
 		return nil, ce
 	}
 	out := connect.NewResponse(resp)
 	s.h.setRouting(out.Header(), t)
-	setQuota(out.Header(), q)
+	router.SetQuotaHeaders(out.Header(), q)
 	return out, nil
 }
 

@@ -199,12 +199,12 @@ func (h *Handler) serve(x *exchange, r *http.Request, id string) error {
 	if err != nil {
 		var d *policy.Denial
 		if errors.As(err, &d) {
-			setQuotaHeaders(x.Header(), d.Quota)
+			router.SetQuotaHeaders(x.Header(), d.Quota)
 		}
 		return err
 	}
 	x.model = req.Model
-	setQuotaHeaders(x.Header(), adm.Quota())
+	router.SetQuotaHeaders(x.Header(), adm.Quota())
 	// Token limits are settled with the real usage, which a stream reports only when asked.
 	u := usage{askUsage: h.rt.LimitsTokens() && req.Stream && !req.IncludeUsage}
 	err = h.rt.Serve(r.Context(), &req, func(ctx context.Context, t router.Target) error {
@@ -257,30 +257,11 @@ func usageOnly(ev []byte) bool { return bytes.Contains(ev, []byte(`"choices":[]`
 // credentials reads what the request presented: a bearer token and a verified client
 // certificate chain.
 func credentials(r *http.Request) policy.Credentials {
-	var c policy.Credentials
-	if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
-		c.Bearer = strings.TrimSpace(a[7:])
-	}
+	c := policy.Credentials{Bearer: router.BearerToken(r.Header)}
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
 		c.Certs = r.TLS.VerifiedChains[0]
 	}
 	return c
-}
-
-// setQuotaHeaders writes OpenAI's x-ratelimit-* headers for the tightest request and token
-// limits.
-func setQuotaHeaders(h http.Header, q policy.Quota) {
-	for _, l := range []struct {
-		kind string
-		st   *policy.LimitStatus
-	}{{"requests", q.Requests}, {"tokens", q.Tokens}} {
-		if l.st == nil {
-			continue
-		}
-		h.Set("x-ratelimit-limit-"+l.kind, strconv.FormatInt(l.st.Limit, 10))
-		h.Set("x-ratelimit-remaining-"+l.kind, strconv.FormatInt(max(0, l.st.Remaining), 10))
-		h.Set("x-ratelimit-reset-"+l.kind, l.st.Reset.Round(time.Millisecond).String())
-	}
 }
 
 // readBody reads the whole body, refusing anything over the limit with 413.
