@@ -82,7 +82,6 @@ var affinityContenders = []contender{
 	{"least-conn (nginx)", startNginx},
 	{"load-only", switchyardWith("{weights: {prefix: 0}, session_affinity: false}")},
 	{affinityRef, switchyardWith("")},
-
 }
 
 // pickContenders is cs, or only those of them named (comma-separated) in
