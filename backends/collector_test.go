@@ -359,8 +359,14 @@ func TestCollectorScrapeFailures(t *testing.T) {
 			stale := &backends.Stats{Waiting: 42}
 			ep.SetStats(stale)
 			clock := newFakeClock()
+			// Only the timeout case needs a short timeout; reading 9 MiB on a loaded machine
+			// must not hit it.
+			timeout := 10 * time.Second
+			if tt.want == "deadline exceeded" {
+				timeout = 200 * time.Millisecond
+			}
 			c := backends.NewCollector([]*backends.Pool{p}, quiet(), backends.WithClock(clock.Now),
-				backends.WithFailureThreshold(1), backends.WithScrapeTimeout(200*time.Millisecond))
+				backends.WithFailureThreshold(1), backends.WithScrapeTimeout(timeout))
 			err := c.ScrapeOnce(context.Background(), p, ep)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error %v, want %q", err, tt.want)
