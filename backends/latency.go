@@ -29,8 +29,8 @@ type Latency struct {
 	// Decode is the moving average of a stream's time from first to last token: how long a
 	// running request keeps its batch slot.
 	Decode time.Duration
-	// MaxRunning is the most requests the endpoint was seen running at once (from its
-	// metrics): its batch capacity, as far as anyone has seen. 0 when unknown.
+	// MaxRunning is the most requests the endpoint was seen running while others waited (from
+	// its metrics): its batch capacity. 0 until it has been seen queueing.
 	MaxRunning int
 }
 

@@ -78,7 +78,7 @@ func TestPrefillQueue(t *testing.T) {
 		t.Errorf("prefill per token = %v, want 100µs", p)
 	}
 	// A request that waited for a batch slot teaches nothing about prefill speed.
-	ep2.SetStats(&backends.Stats{Running: 4})
+	ep2.SetStats(&backends.Stats{Running: 4, Waiting: 1})
 	ep2.ObserveStream(1000, backends.Sent{InFlight: 5}, time.Second, 100*time.Millisecond, 11)
 	if p := ep2.Latency().PrefillPerToken; p < 99*time.Microsecond || p > 101*time.Microsecond {
 		t.Errorf("a slot wait changed the prefill estimate to %v", p)

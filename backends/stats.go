@@ -44,7 +44,9 @@ func (e *Endpoint) Stats() *Stats { return e.stats.Load() }
 
 // SetStats publishes a new snapshot. Only the collector calls it; tests may too.
 func (e *Endpoint) SetStats(s *Stats) {
-	if s != nil && s.Running > 0 {
+	// Only a server that queues shows its batch capacity: while requests wait, it runs as
+	// many as it can. A lightly loaded server's running count says nothing about its limit.
+	if s != nil && s.Running > 0 && s.Waiting > 0 {
 		e.latency.observeRunning(s.Running)
 	}
 	e.stats.Store(s)

@@ -30,7 +30,7 @@ func (FreshFilter) Filter(_ *Request, cands []Candidate) []Candidate {
 // saturated; the in-flight scorer judges them.
 //
 // For requests of a shed class it is stricter: it keeps Headroom (a fraction of the endpoint's
-// batch capacity, the most requests it was seen running) free for other classes, so sheddable
+// batch capacity, the most requests it was seen running while others waited) free for other classes, so sheddable
 // work never takes the last batch slots and critical work arriving under overload finds one.
 type SaturationFilter struct {
 	MaxQueue int64   // default 5

@@ -351,7 +351,7 @@ func BenchmarkProfilePick(b *testing.B) {
 		for _, ep := range p.Endpoints {
 			// Learned speed, a known batch capacity of 4 and 4 streams running: the latency
 			// scorer takes its full path, reading each endpoint's remaining outputs.
-			ep.SetStats(&backends.Stats{ScrapedAt: t0, Running: 4, KVUsage: 0.3})
+			ep.SetStats(&backends.Stats{ScrapedAt: t0, Running: 4, Waiting: 1, KVUsage: 0.3})
 			ep.ObserveStream(1000, backends.Sent{InFlight: 1}, 115*time.Millisecond, 100*time.Millisecond, 11)
 			for range 4 {
 				f := ep.Fly(200)
@@ -408,7 +408,7 @@ func TestLatencyScorer(t *testing.T) {
 // other classes may use them.
 func TestShedHeadroom(t *testing.T) {
 	f := &router.SaturationFilter{MaxQueue: 5, MaxKV: 0.8, Shed: map[string]bool{"sheddable": true}, Headroom: 0.25}
-	p := fleet(t, &backends.Stats{ScrapedAt: t0, Running: 8, KVUsage: 0.1}) // learns capacity 8
+	p := fleet(t, &backends.Stats{ScrapedAt: t0, Running: 8, Waiting: 1, KVUsage: 0.1}) // learns capacity 8
 	for _, tt := range []struct {
 		running  int
 		priority string

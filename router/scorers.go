@@ -86,7 +86,7 @@ func relative(cands []Candidate, scores []float64, metric func(*Candidate) (floa
 //
 // step is the current decode step, which the request waits out. prefill_queue is the prompt
 // tokens sent there that are still waiting for their first token. slot_wait is zero while the
-// endpoint has a free batch slot (capacity is the most requests it was seen running). When it
+// endpoint has a free batch slot (capacity is the most requests it was seen running while others waited). When it
 // has none and k requests are ahead, slot_wait is the time until the (k+1)-th running request
 // finishes: its remaining output tokens (its max_tokens less what has streamed) times step.
 // Beyond what this replica can see, it adds the average stream time per slot.

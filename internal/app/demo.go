@@ -46,7 +46,7 @@ func demoConfig(listen, adminListen string, addrs []string, key, limitedKey stri
 		{Name: "demo", SHA256: policy.HashKey(key), Tenant: "demo"},
 		{Name: "demo-limited", SHA256: policy.HashKey(limitedKey), Tenant: "limited"},
 	}
-	c.Tenants = []config.Tenant{{Name: "demo"}, {Name: "limited", Priority: "sheddable"}}
+	c.Tenants = []config.Tenant{{Name: "demo"}, {Name: "limited"}}
 	c.Limits.Rules = []config.LimitRule{
 		{Name: "limited-requests", Requests: 5, Window: config.Duration(time.Minute), Match: map[string]string{"tenant": "limited"}},
 		{Name: "limited-tokens", Tokens: 2000, Window: config.Duration(time.Minute), Match: map[string]string{"tenant": "limited"}},
