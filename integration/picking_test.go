@@ -118,8 +118,8 @@ func TestSlowEndpointsGetLessTraffic(t *testing.T) {
 	if failed > 0 {
 		t.Errorf("%d requests failed", failed)
 	}
-	if counts[c.Host]*2 > min(counts[a.Host], counts[b.Host]) {
-		t.Errorf("slow endpoint served %d, not under half of the fast ones' %d and %d", counts[c.Host], counts[a.Host], counts[b.Host])
+	if mean := float64(counts[a.Host]+counts[b.Host]) / 2; float64(counts[c.Host]) > 0.6*mean {
+		t.Errorf("slow endpoint served %d, not clearly under the fast ones' %d and %d", counts[c.Host], counts[a.Host], counts[b.Host])
 	}
 }
 
