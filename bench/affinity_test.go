@@ -25,7 +25,8 @@ import (
 	"github.com/switchyard-ai/switchyard/backends/sim"
 )
 
-// affinityFleetConfigs describes BenchmarkAffinity's fleet: four identical servers whose KV cache
+// affinityFleetConfigs describes BenchmarkAffinity's fleet: four servers, the last two twice as
+// slow (mixed GPU generations, as in BenchmarkScheduling), whose KV cache
 // (768 blocks of 16 tokens, 12,288 tokens) holds about half of the sixteen shared system
 // prompts (about 24,000 tokens together), so a server that sees all of them keeps evicting
 // them, while the fleet can keep four on each next to the sequences it runs. Prefill is slow
@@ -368,7 +369,7 @@ func playChats(client *http.Client, base string, convs []conversation, window, d
 	return t
 }
 
-// summarize tallies outcomes of requests sent from start over window, as offer does.
+// summarize tallies outcomes of requests sent from start over window.
 func summarize(outs []outcome, start time.Time, window time.Duration) tally {
 	t := tally{sent: len(outs), window: window, fastShare: math.NaN(), fails: map[string]int{}, failDetail: map[string]string{}}
 	var ttfts, e2es []time.Duration

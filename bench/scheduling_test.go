@@ -300,31 +300,8 @@ func offer(client *http.Client, base string, reqs []arrival, window, drainCap ti
 		<-done
 	}
 
-	t := tally{sent: len(reqs), window: window, fails: map[string]int{}, failDetail: map[string]string{}}
-	var ttfts, e2es []time.Duration
-	last := start
-	for _, o := range outs {
-		if o.end.After(last) {
-			last = o.end
-		}
-		if !o.ok {
-			t.fails[o.fail]++
-			if t.failDetail[o.fail] == "" {
-				t.failDetail[o.fail] = o.detail
-			}
-			continue
-		}
-		t.ok++
-		t.tokens += o.tokens
-		ttfts = append(ttfts, o.ttft)
-		e2es = append(e2es, o.e2e)
-	}
-	t.elapsed = max(last.Sub(start), window)
-	slices.Sort(ttfts)
-	slices.Sort(e2es)
+	t := summarize(outs, start, window)
 	slices.Sort(lags)
-	t.ttft50, t.ttft99 = quantile(ttfts, 0.50), quantile(ttfts, 0.99)
-	t.e2e50, t.e2e99 = quantile(e2es, 0.50), quantile(e2es, 0.99)
 	t.lag99 = quantile(lags, 0.99)
 	return t
 }
