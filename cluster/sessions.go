@@ -3,11 +3,15 @@ package cluster
 import "time"
 
 // Sessions keeps session bindings: which endpoint served a conversation, so its next turn goes
-// back there and reuses the cached context. Implementations answer from local state only;
-// bindings expire after their TTL without use.
+// back there and reuses the cached context. Lookups answer from local state only; bindings
+// expire after their TTL without use.
 type Sessions interface {
 	// Get returns the endpoint bound to key and refreshes its TTL, or false when none is.
 	Get(now time.Time, key string) (endpoint string, ok bool)
-	// Put binds key to endpoint for ttl, replacing any binding.
-	Put(now time.Time, key, endpoint string, ttl time.Duration)
+	// Bind binds key to endpoint for ttl when key is unbound or still bound to prev, the
+	// binding the caller saw and is moving away from ("" for a new session). When two callers
+	// race, the first writer wins and the other gets the winner's endpoint: Bind returns the
+	// endpoint key is bound to afterwards. A shared implementation may wait for its store to
+	// settle the race, within a bounded time, and answers locally when the store is away.
+	Bind(now time.Time, key, endpoint, prev string, ttl time.Duration) (bound string)
 }

@@ -61,7 +61,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}, []string{"model", "priority"})
 	m.sessions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "switchyard_session_picks_total",
-		Help: "Picks for requests with a session key, by outcome: stuck (to the bound endpoint), bound (new binding), moved (binding moved off an unhealthy or saturated endpoint).",
+		Help: "Picks for requests with a session key, by outcome: stuck (to the bound endpoint), bound (new binding), moved (binding moved off an unhealthy or saturated endpoint), adopted (another replica bound it first; its choice followed), unbound (another replica bound it first to an endpoint unfit here).",
 	}, []string{"outcome"})
 	reg.MustRegister(m.requests, m.duration, m.ttfb, m.inflight, m.retries, m.decision, m.overflow, m.shed, m.sessions)
 	return m

@@ -102,15 +102,16 @@ func NewScheduler(pool *backends.Pool, picker Picker, opts ...SchedulerOption) *
 // else through the picker; it then records the session binding and the prefix blocks.
 func (s *Scheduler) pickOnce(req *Request, skip func(*backends.Endpoint) bool) (PickResult, error) {
 	session := s.sessions != nil && req.SessionKey != ""
-	moved := false
+	key, prev := "", ""
 	if session {
-		if name, ok := s.sessions.Get(s.now(), s.Pool.Name+"|"+req.SessionKey); ok {
+		key = s.Pool.Name + "|" + req.SessionKey
+		if name, ok := s.sessions.Get(s.now(), key); ok {
 			if ep := s.byName[name]; ep != nil && s.sticky(ep) && (skip == nil || !skip(ep)) {
 				s.metrics.session("stuck")
 				s.record(req, ep)
 				return PickResult{Endpoint: ep, Done: ep.Acquire()}, nil
 			}
-			moved = true
+			prev = name
 		}
 	}
 	res, err := s.picker.Pick(s.Pool, req, skip)
@@ -118,11 +119,19 @@ func (s *Scheduler) pickOnce(req *Request, skip func(*backends.Endpoint) bool) (
 		return res, err
 	}
 	if session {
-		s.sessions.Put(s.now(), s.Pool.Name+"|"+req.SessionKey, res.Endpoint.Name, s.sessionTTL)
-		if moved {
+		bound := s.sessions.Bind(s.now(), key, res.Endpoint.Name, prev, s.sessionTTL)
+		switch ep := s.byName[bound]; {
+		case bound == res.Endpoint.Name && prev != "":
 			s.metrics.session("moved")
-		} else {
+		case bound == res.Endpoint.Name:
 			s.metrics.session("bound")
+		case ep != nil && s.sticky(ep) && (skip == nil || !skip(ep)):
+			// Another replica bound the session first: follow its choice.
+			res.Done()
+			res = PickResult{Endpoint: ep, Done: ep.Acquire()}
+			s.metrics.session("adopted")
+		default:
+			s.metrics.session("unbound")
 		}
 	}
 	s.record(req, res.Endpoint)

@@ -53,15 +53,21 @@ func (s *Sessions) Get(now time.Time, key string) (string, bool) {
 	return b.endpoint, true
 }
 
-// Put implements cluster.Sessions.
-func (s *Sessions) Put(now time.Time, key, endpoint string, ttl time.Duration) {
+// Bind implements cluster.Sessions. In one process there is no race to lose beyond the mutex:
+// a binding that is live and not prev stays.
+func (s *Sessions) Bind(now time.Time, key, endpoint, prev string, ttl time.Duration) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e, ok := s.byKey[key]; ok {
 		b := e.Value.(*binding)
+		if !now.After(b.expires) && b.endpoint != prev && b.endpoint != endpoint {
+			b.expires = now.Add(b.ttl)
+			s.lru.MoveToFront(e)
+			return b.endpoint
+		}
 		b.endpoint, b.ttl, b.expires = endpoint, ttl, now.Add(ttl)
 		s.lru.MoveToFront(e)
-		return
+		return endpoint
 	}
 	s.byKey[key] = s.lru.PushFront(&binding{key: key, endpoint: endpoint, ttl: ttl, expires: now.Add(ttl)})
 	for s.lru.Len() > s.max {
@@ -69,6 +75,7 @@ func (s *Sessions) Put(now time.Time, key, endpoint string, ttl time.Duration) {
 		s.lru.Remove(old)
 		delete(s.byKey, old.Value.(*binding).key)
 	}
+	return endpoint
 }
 
 // Len reports how many bindings are held.

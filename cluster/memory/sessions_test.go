@@ -11,7 +11,7 @@ import (
 func TestSessionsTTLAndRefresh(t *testing.T) {
 	s := memory.NewSessions(0)
 	t0 := time.Unix(1000, 0)
-	s.Put(t0, "conv", "ep-a", time.Minute)
+	s.Bind(t0, "conv", "ep-a", "", time.Minute)
 	if ep, ok := s.Get(t0.Add(50*time.Second), "conv"); !ok || ep != "ep-a" {
 		t.Fatalf("Get = %q, %v", ep, ok)
 	}
@@ -22,10 +22,22 @@ func TestSessionsTTLAndRefresh(t *testing.T) {
 	if _, ok := s.Get(t0.Add(161*time.Second), "conv"); ok {
 		t.Error("idle binding did not expire")
 	}
-	s.Put(t0, "conv", "ep-a", time.Minute)
-	s.Put(t0, "conv", "ep-b", time.Minute)
+	if got := s.Bind(t0, "conv", "ep-a", "", time.Minute); got != "ep-a" {
+		t.Fatalf("Bind new = %q", got)
+	}
+	// A second writer that did not see the binding loses; one moving away from it wins.
+	if got := s.Bind(t0, "conv", "ep-c", "", time.Minute); got != "ep-a" {
+		t.Errorf("racing Bind = %q, want the first writer's ep-a", got)
+	}
+	if got := s.Bind(t0, "conv", "ep-b", "ep-a", time.Minute); got != "ep-b" {
+		t.Errorf("moving Bind = %q", got)
+	}
 	if ep, _ := s.Get(t0, "conv"); ep != "ep-b" {
 		t.Errorf("moved binding = %q", ep)
+	}
+	// An expired binding is free to take.
+	if got := s.Bind(t0.Add(2*time.Minute), "conv", "ep-d", "", time.Minute); got != "ep-d" {
+		t.Errorf("Bind over expired = %q", got)
 	}
 }
 
@@ -33,7 +45,7 @@ func TestSessionsBounded(t *testing.T) {
 	s := memory.NewSessions(100)
 	t0 := time.Unix(0, 0)
 	for i := range 1000 {
-		s.Put(t0, fmt.Sprint(i), "ep", time.Hour)
+		s.Bind(t0, fmt.Sprint(i), "ep", "", time.Hour)
 		if i == 500 {
 			s.Get(t0, "0") // not recent enough to survive 500 more
 		}

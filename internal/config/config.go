@@ -26,6 +26,8 @@ type Config struct {
 	Limits Limits `yaml:"limits"`
 	// Admin protects the admin port.
 	Admin Admin `yaml:"admin"`
+	// Cluster shares session and rate-limit state between replicas; default none.
+	Cluster Cluster `yaml:"cluster"`
 	// Pools are groups of model servers. Default none.
 	Pools []Pool `yaml:"pools"`
 	// Models are the model names clients may ask for, each served by a pool. At least one is

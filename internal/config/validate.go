@@ -91,6 +91,7 @@ func (c *Config) SetDefaults() {
 	if t := c.Server.TLS; t != nil {
 		def(&t.ClientAuth, "none")
 	}
+	c.Cluster.setDefaults()
 	if c.Limits.DefaultOutputTokens == 0 {
 		c.Limits.DefaultOutputTokens = 256
 	}
@@ -192,6 +193,7 @@ func (c *Config) validate(root *yaml.Node) error {
 	if c.Listen == c.AdminListen && !strings.HasSuffix(c.Listen, ":0") {
 		add("must differ from listen", "admin_listen")
 	}
+	c.Cluster.validate(add)
 	if c.Server.MaxBodyBytes < 0 {
 		add("must be positive", "server", "max_body_bytes")
 	}
