@@ -137,22 +137,7 @@ func (c *HTTPClient) Get(ctx context.Context, ep *Endpoint, path string, limit i
 // headers arrive. The response body enforces the idle stream timeout and must be closed.
 // Errors wrap ErrConnect (safe to retry elsewhere), ErrFirstByteTimeout, or the context's.
 func (c *HTTPClient) Post(ctx context.Context, ep *Endpoint, path string, header http.Header, body []byte) (*http.Response, error) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL.String()+path, bytes.NewReader(body))
-	if err != nil {
-		cancel(nil)
-		return nil, err
-	}
-	req.Header = header
-	req.ContentLength = int64(len(body))
-	resp, err := c.transport.RoundTrip(req)
-	if err != nil {
-		err = classify(ctx, err)
-		cancel(nil)
-		return nil, err
-	}
-	resp.Body = newIdleBody(resp.Body, c.idle, cancel, ctx)
-	return resp, nil
+	return c.Send(ctx, ep, http.MethodPost, path, header, bytes.NewReader(body), int64(len(body)))
 }
 
 // classify sorts a RoundTrip error into the package's sentinels.

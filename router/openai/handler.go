@@ -36,6 +36,11 @@ type Handler struct {
 	log             *slog.Logger
 	metrics         *router.Metrics
 	created         int64
+	bindings        Bindings
+	bindingTTL      time.Duration
+	realtime        RealtimeLimits
+	passthrough     map[string]Passthrough
+	spoolDir        string
 }
 
 // Option configures a Handler.
@@ -74,6 +79,7 @@ func NewHandler(rt *router.Router, opts ...Option) *Handler {
 		rt: rt, maxBody: 32 << 20, sessionHeader: "x-session-id", priorityHeader: "x-priority",
 		priorities: []string{"critical", "standard", "sheddable"}, defaultClass: "standard",
 		routingHeaders: true, log: slog.Default(), created: time.Now().Unix(),
+		bindingTTL: 24 * time.Hour, realtime: RealtimeLimits{Idle: 5 * time.Minute, MaxDuration: time.Hour},
 	}
 	for _, o := range opts {
 		o(h)
@@ -81,15 +87,49 @@ func NewHandler(rt *router.Router, opts ...Option) *Handler {
 	return h
 }
 
-// The routes the front door serves, each with its method and operation.
+// Operations of the OpenAI surface that the core knows no name for. Admission charges them one
+// request and no tokens up front; whatever usage their answers report is settled afterwards.
+const (
+	opAudio       router.Operation = "audio"       // speech, transcription, translation
+	opRealtime    router.Operation = "realtime"    // a Realtime WebSocket session
+	opStored      router.Operation = "stored"      // reading or deleting a stored response
+	opPassthrough router.Operation = "passthrough" // a configured server-specific path
+)
+
+// kind says how a route's request is read and its answer relayed.
+type kind uint8
+
+const (
+	kindJSON      kind = iota // a JSON body, peeked; a JSON or SSE answer
+	kindModels                // the configured model list, answered here
+	kindResponses             // the Responses API: JSON body, typed SSE events, a stored response
+	kindMultipart             // a multipart upload, streamed through
+	kindRealtime              // a WebSocket upgrade
+)
+
+// The routes the front door serves, each with its method, operation and kind. Stored
+// responses (/v1/responses/{id}) and configured passthrough paths are matched before these.
 var routes = map[string]struct {
 	method string
 	op     router.Operation
+	kind   kind
 }{
-	"/v1/chat/completions": {http.MethodPost, router.OpChat},
-	"/v1/completions":      {http.MethodPost, router.OpCompletion},
-	"/v1/embeddings":       {http.MethodPost, router.OpEmbedding},
-	"/v1/models":           {http.MethodGet, ""},
+	"/v1/chat/completions":     {http.MethodPost, router.OpChat, kindJSON},
+	"/v1/completions":          {http.MethodPost, router.OpCompletion, kindJSON},
+	"/v1/embeddings":           {http.MethodPost, router.OpEmbedding, kindJSON},
+	"/v1/models":               {http.MethodGet, "", kindModels},
+	"/v1/responses":            {http.MethodPost, router.OpChat, kindResponses},
+	"/v1/audio/speech":         {http.MethodPost, opAudio, kindJSON},
+	"/v1/audio/transcriptions": {http.MethodPost, opAudio, kindMultipart},
+	"/v1/audio/translations":   {http.MethodPost, opAudio, kindMultipart},
+	"/v1/realtime":             {http.MethodGet, opRealtime, kindRealtime},
+}
+
+// BuiltinPath reports whether path is served by the front door itself, so that a passthrough
+// path never shadows it.
+func BuiltinPath(path string) bool {
+	_, ok := routes[path]
+	return ok || strings.HasPrefix(path, storedPrefix)
 }
 
 // exchange is one request's progress, for the log line and metrics.
@@ -160,19 +200,27 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) serve(x *exchange, r *http.Request, id string) error {
+	if strings.HasPrefix(r.URL.Path, storedPrefix) {
+		return h.serveStored(x, r, id)
+	}
+	if pt, ok := h.passthrough[r.URL.Path]; ok {
+		return h.servePassthrough(x, r, id, pt)
+	}
 	rt, ok := routes[r.URL.Path]
 	if !ok {
 		return &router.Error{Code: router.CodeNotFound, Reason: "unknown_url",
 			Message: "Unknown request URL: " + r.Method + " " + r.URL.Path + "."}
 	}
-	if r.Method != rt.method {
-		x.Header().Set("Allow", rt.method)
-		return &router.Error{Code: router.CodeMethodNotAllowed, Reason: "method_not_allowed",
-			Message: "Method " + r.Method + " is not allowed on " + r.URL.Path + "; use " + rt.method + "."}
+	if err := allowMethod(x, r, rt.method); err != nil {
+		return err
 	}
-	creds := credentials(r)
-	if rt.op == "" {
-		return h.listModels(x, r, creds)
+	switch rt.kind {
+	case kindModels:
+		return h.listModels(x, r, credentials(r))
+	case kindRealtime:
+		return h.serveRealtime(x, r, id)
+	case kindMultipart:
+		return h.serveMultipart(x, r, id)
 	}
 	body, err := h.readBody(x, r)
 	if err != nil {
@@ -180,12 +228,48 @@ func (h *Handler) serve(x *exchange, r *http.Request, id string) error {
 	}
 	p, err := peek(body)
 	if err != nil {
-		var pe *peekError
-		errors.As(err, &pe)
-		return &router.Error{Code: router.CodeInvalidArgument, Param: pe.param, Reason: "invalid_request", Message: pe.msg}
+		return peekFailure(err)
 	}
 	req := p.request()
-	req.ID, req.Protocol, req.Operation, req.Body, req.Header = id, router.ProtocolOpenAI, rt.op, body, r.Header
+	req.ID, req.Protocol, req.Operation, req.Body = id, router.ProtocolOpenAI, rt.op, body
+	if err := h.classify(r, &req); err != nil {
+		return err
+	}
+	// Token limits are settled with the real usage, which a chat stream reports only when
+	// asked; a Responses stream always ends with it.
+	u := usage{askUsage: h.rt.LimitsTokens() && req.Stream && !req.IncludeUsage && rt.kind == kindJSON && rt.op != opAudio,
+		responses: rt.kind == kindResponses}
+	var pin pinner
+	if rt.kind == kindResponses && p.previous != "" {
+		pin = h.pinPrevious(p.previous)
+	}
+	return h.admitAndServe(x, r, &req, &u, pin, func(ctx context.Context, t router.Target) (*http.Response, error) {
+		return t.Pool.Client.Post(ctx, t.Endpoint, r.URL.Path, upstreamHeader(r, req.ID), p.forTarget(req.Body, req.Model, t, u.askUsage))
+	})
+}
+
+// allowMethod refuses a request whose method is not the route's with 405 and Allow.
+func allowMethod(x *exchange, r *http.Request, methods ...string) error {
+	if slices.Contains(methods, r.Method) {
+		return nil
+	}
+	allow := strings.Join(methods, ", ")
+	x.Header().Set("Allow", allow)
+	return &router.Error{Code: router.CodeMethodNotAllowed, Reason: "method_not_allowed",
+		Message: "Method " + r.Method + " is not allowed on " + r.URL.Path + "; use " + allow + "."}
+}
+
+// peekFailure turns a peek error into the 400 that names the offending field.
+func peekFailure(err error) error {
+	var pe *peekError
+	errors.As(err, &pe)
+	return &router.Error{Code: router.CodeInvalidArgument, Param: pe.param, Reason: "invalid_request", Message: pe.msg}
+}
+
+// classify fills what the headers say about req: the header set for routing rules, the
+// session key and the priority class.
+func (h *Handler) classify(r *http.Request, req *router.Request) error {
+	req.Header = r.Header
 	req.SessionKey = r.Header.Get(h.sessionHeader)
 	if req.SessionKey == "" && h.sessionFromUser && req.User != "" {
 		req.SessionKey = "user:" + req.User
@@ -195,23 +279,63 @@ func (h *Handler) serve(x *exchange, r *http.Request, id string) error {
 		return &router.Error{Code: router.CodeInvalidArgument, Param: h.priorityHeader, Reason: "invalid_priority",
 			Message: "Unknown priority class " + strconv.Quote(req.Priority) + "; known classes: " + strings.Join(h.priorities, ", ") + "."}
 	}
-	adm, err := h.rt.Admit(r.Context(), &req, creds)
+	return nil
+}
+
+// admit runs the policy chain for req and writes the rate-limit headers of its answer.
+func (h *Handler) admit(x *exchange, r *http.Request, req *router.Request) (*router.Admission, error) {
+	adm, err := h.rt.Admit(r.Context(), req, credentials(r))
 	if err != nil {
 		var d *policy.Denial
 		if errors.As(err, &d) {
 			router.SetQuotaHeaders(x.Header(), d.Quota)
 		}
-		return err
+		return nil, err
 	}
 	x.model = req.Model
 	router.SetQuotaHeaders(x.Header(), adm.Quota())
-	// Token limits are settled with the real usage, which a stream reports only when asked.
-	u := usage{askUsage: h.rt.LimitsTokens() && req.Stream && !req.IncludeUsage}
-	err = h.rt.Serve(r.Context(), &req, func(ctx context.Context, t router.Target) error {
+	return adm, nil
+}
+
+// sender sends one attempt's request upstream and returns the response once its headers
+// arrive.
+type sender func(ctx context.Context, t router.Target) (*http.Response, error)
+
+// pinner names the one endpoint an admitted request must go to, or nil to let the router pick.
+type pinner func(req *router.Request) (*router.Target, error)
+
+// admitAndServe admits req, runs it with send on the endpoint pin names, or else on picked
+// endpoints, relays the answer, and settles the token reservation with the usage the answer
+// reported. pin may be nil.
+func (h *Handler) admitAndServe(x *exchange, r *http.Request, req *router.Request, u *usage, pin pinner, send sender) error {
+	adm, err := h.admit(x, r, req)
+	if err != nil {
+		return err
+	}
+	attempt := func(ctx context.Context, t router.Target) error {
 		x.endpoint = t.Endpoint.Name
 		x.attempts++
-		return h.forward(ctx, x, r, &req, &p, t, &u)
-	})
+		return h.forward(ctx, x, req, t, u, send)
+	}
+	var t *router.Target
+	if pin != nil {
+		t, err = pin(req)
+	}
+	switch {
+	case err != nil:
+	case t != nil:
+		release := t.Endpoint.Acquire()
+		err = attempt(r.Context(), *t)
+		release()
+	default:
+		err = h.rt.Serve(r.Context(), req, attempt)
+	}
+	h.settle(adm, x, req, u, err)
+	return err
+}
+
+// settle charges the request's real token usage in place of its reservation.
+func (h *Handler) settle(adm *router.Admission, x *exchange, req *router.Request, u *usage, err error) {
 	switch {
 	case u.total > 0:
 		adm.Settle(u.total)
@@ -219,33 +343,60 @@ func (h *Handler) serve(x *exchange, r *http.Request, id string) error {
 		adm.Settle(int64(req.PromptTokens) + u.events)
 	case (err != nil && x.status == 0) || x.status >= 400: // refused or failed: nothing generated
 		adm.Settle(0)
-	default:
-		adm.Settle(h.rt.ReservedTokens(&req))
+	case req.Operation == router.OpChat || req.Operation == router.OpCompletion || req.Operation == router.OpEmbedding:
+		adm.Settle(h.rt.ReservedTokens(req))
+	default: // reserved nothing and reported nothing
+		adm.Settle(0)
 	}
-	return err
 }
 
-// usage is what a response reported of its token usage.
+// usage is what a response reported of its token usage, and for the Responses API the id of
+// the response it created.
 type usage struct {
-	askUsage bool  // the upstream was asked for a usage chunk the client did not ask for
-	total    int64 // usage.total_tokens, once seen
-	events   int64 // stream events relayed, a floor for output tokens when no usage came
+	askUsage  bool  // the upstream was asked for a usage chunk the client did not ask for
+	responses bool  // the answer is the Responses API's: usage in its final event
+	total     int64 // usage.total_tokens (or input plus output tokens), once seen
+	events    int64 // stream events relayed, a floor for output tokens when no usage came
+	// finished is set by a Responses stream's terminal event, which stands for [DONE].
+	finished bool
+	// created is the id of the response an upstream created, once seen; bound once it is
+	// remembered for later requests naming it.
+	created string
+	bound   bool
 }
 
-// scan reads usage.total_tokens from a response body or stream event, if it has any.
+// scan reads usage.total_tokens from a response body or stream event, if it has any. A usage
+// without a total counts its input and output tokens (prompt and completion tokens).
 func (u *usage) scan(b []byte) {
 	i := bytes.Index(b, []byte(`"usage":{`))
 	if i < 0 {
 		return
 	}
 	var v struct {
-		Usage struct {
-			Total int64 `json:"total_tokens"`
-		} `json:"usage"`
+		Usage tokenUsage `json:"usage"`
 	}
-	if j := bytes.IndexByte(b, '{'); j >= 0 && json.Unmarshal(bytes.TrimSpace(trimData(b[j:])), &v) == nil && v.Usage.Total > 0 {
-		u.total = v.Usage.Total
+	if j := bytes.IndexByte(b, '{'); j >= 0 && json.Unmarshal(bytes.TrimSpace(trimData(b[j:])), &v) == nil {
+		if t := v.Usage.sum(); t > 0 {
+			u.total = t
+		}
 	}
+}
+
+// tokenUsage is a usage object of any OpenAI API: chat's prompt and completion tokens, the
+// Responses API's input and output tokens, and a total when given.
+type tokenUsage struct {
+	Total      int64 `json:"total_tokens"`
+	Prompt     int64 `json:"prompt_tokens"`
+	Completion int64 `json:"completion_tokens"`
+	Input      int64 `json:"input_tokens"`
+	Output     int64 `json:"output_tokens"`
+}
+
+func (t tokenUsage) sum() int64 {
+	if t.Total > 0 {
+		return t.Total
+	}
+	return t.Prompt + t.Completion + t.Input + t.Output
 }
 
 // trimData cuts an SSE event's trailing blank lines so its JSON payload parses.
@@ -296,17 +447,9 @@ func (h *Handler) readBody(x *exchange, r *http.Request) ([]byte, error) {
 	}
 }
 
-// forward sends one attempt upstream and relays the answer. It returns a Retryable error only
-// while nothing has been written to the client.
-func (h *Handler) forward(ctx context.Context, x *exchange, r *http.Request, req *router.Request, p *peeked, t router.Target, u *usage) error {
-	body := req.Body
-	if rename := t.Route.TargetModel != req.Model; rename || u.askUsage {
-		model := ""
-		if rename {
-			model = t.Route.TargetModel
-		}
-		body = p.rewrite(body, model, u.askUsage)
-	}
+// forward sends one attempt upstream with send and relays the answer. It returns a Retryable
+// error only while nothing has been written to the client.
+func (h *Handler) forward(ctx context.Context, x *exchange, req *router.Request, t router.Target, u *usage, send sender) error {
 	sent := time.Now()
 	load := backends.Sent{PrefillAhead: t.Endpoint.StartPrefill(req.PromptTokens), InFlight: t.Endpoint.InFlight()}
 	var prefillOnce sync.Once
@@ -314,7 +457,7 @@ func (h *Handler) forward(ctx context.Context, x *exchange, r *http.Request, req
 	defer endPrefill()
 	flight := t.Endpoint.Fly(req.MaxTokens)
 	defer flight.Land()
-	resp, err := t.Pool.Client.Post(ctx, t.Endpoint, r.URL.Path, upstreamHeader(r, req.ID), body)
+	resp, err := send(ctx, t)
 	if err != nil {
 		return upstreamError(ctx, t.Endpoint, err)
 	}
@@ -341,7 +484,8 @@ func (h *Handler) forward(ctx context.Context, x *exchange, r *http.Request, req
 		x.Write(b)
 		return nil
 	}
-	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+	ct := resp.Header.Get("Content-Type")
+	if strings.HasPrefix(ct, "text/event-stream") {
 		hdr.Del("Content-Length")
 		x.WriteHeader(resp.StatusCode)
 		x.Flush()
@@ -351,24 +495,39 @@ func (h *Handler) forward(ctx context.Context, x *exchange, r *http.Request, req
 			}
 			flight.Token()
 			u.events++
-			if bytes.Contains(ev, []byte(`"usage":{`)) {
-				u.scan(ev)
-				return !(u.askUsage && usageOnly(ev))
+			keep := u.event(ev)
+			if u.created != "" && !u.bound {
+				u.bound = true
+				h.bind(u.created, req, t)
 			}
-			return true
+			return keep
 		})
 		if err != nil && ctx.Err() == nil && !errors.Is(err, errClientWrite) {
-			x.Write(streamErrorEvent("The upstream stream from " + t.Endpoint.Name + " failed: " + errCause(err)))
+			msg := "The upstream stream from " + t.Endpoint.Name + " failed: " + errCause(err)
+			if u.responses {
+				x.Write(responsesErrorEvent(msg, u.events))
+			} else {
+				x.Write(streamErrorEvent(msg))
+			}
 			x.Flush()
 			return fmt.Errorf("openai: stream relay: %w", err)
 		}
-		if err == nil && rs.sawDone {
+		complete := rs.sawDone || u.finished
+		if err == nil && complete {
 			t.Endpoint.ObserveStream(req.PromptTokens, load, rs.first.Sub(sent), rs.last.Sub(rs.first), rs.events)
 		}
-		if err == nil && !rs.sawDone && req.Stream {
-			h.log.Warn("upstream stream ended without [DONE]", "id", req.ID, "endpoint", t.Endpoint.Name)
+		if err == nil && !complete && req.Stream {
+			h.log.Warn("upstream stream ended without its final event", "id", req.ID, "endpoint", t.Endpoint.Name)
 		}
 		return err
+	}
+	if !isJSON(ct) {
+		// Audio and other binary answers stream through as they arrive; they carry no usage.
+		x.WriteHeader(resp.StatusCode)
+		if _, err := copyFlushing(x, resp.Body); err != nil && ctx.Err() == nil && !errors.Is(err, errClientWrite) {
+			return fmt.Errorf("openai: relay: %w", err)
+		}
+		return nil
 	}
 	// A whole answer is read before it is written, so its usage settles the token limits.
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
@@ -376,10 +535,45 @@ func (h *Handler) forward(ctx context.Context, x *exchange, r *http.Request, req
 		return upstreamError(ctx, t.Endpoint, err)
 	}
 	u.scan(b)
+	if u.responses {
+		if id := responseID(b); id != "" {
+			h.bind(id, req, t)
+		}
+	}
 	hdr.Set("Content-Length", strconv.Itoa(len(b)))
 	x.WriteHeader(resp.StatusCode)
 	x.Write(b)
 	return nil
+}
+
+// isJSON reports whether a content type is JSON (application/json or a +json type).
+func isJSON(ct string) bool {
+	mt, _, _ := strings.Cut(ct, ";")
+	mt = strings.TrimSpace(strings.ToLower(mt))
+	return mt == "" || mt == "application/json" || strings.HasSuffix(mt, "+json")
+}
+
+// copyFlushing copies src to dst, flushing after every read so that streamed audio reaches
+// the client as the upstream produces it.
+func copyFlushing(dst sseWriter, src io.Reader) (int64, error) {
+	buf := make([]byte, 32<<10)
+	var n int64
+	for {
+		m, err := src.Read(buf)
+		if m > 0 {
+			if _, werr := dst.Write(buf[:m]); werr != nil {
+				return n, fmt.Errorf("%w: %w", errClientWrite, werr)
+			}
+			dst.Flush()
+			n += int64(m)
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
 }
 
 // maxResponseBytes bounds a non-streamed response body read from a model server.

@@ -21,6 +21,7 @@ type peeked struct {
 	maxTokens            int // max_completion_tokens, else max_tokens; 0 when unset
 	n                    int // choices requested; 1 when unset
 	user                 string
+	previous             string // the Responses API's previous_response_id
 	promptTokens         int
 	prompt               []byte // raw JSON of messages or prompt, for prefix hashing
 }
@@ -101,7 +102,7 @@ func (p *peeked) field(key string, val []byte, at int) error {
 			return &peekError{param: "stream_options", msg: "stream_options must be an object"}
 		}
 		p.includeUsage = objectBool(val, "include_usage")
-	case "max_tokens", "max_completion_tokens":
+	case "max_tokens", "max_completion_tokens", "max_output_tokens":
 		if null {
 			return nil
 		}
@@ -109,7 +110,7 @@ func (p *peeked) field(key string, val []byte, at int) error {
 		if err != nil || v < 0 {
 			return &peekError{param: key, msg: key + " must be a non-negative integer"}
 		}
-		if key == "max_completion_tokens" || p.maxTokens == 0 {
+		if key != "max_tokens" || p.maxTokens == 0 {
 			p.maxTokens = v
 		}
 	case "n":
@@ -136,6 +137,10 @@ func (p *peeked) field(key string, val []byte, at int) error {
 	case "prompt", "input":
 		p.promptTokens += countTokens(val, false)
 		p.prompt = val
+	case "previous_response_id":
+		p.previous, _ = jsonString(val)
+	case "instructions": // the Responses API's system prompt
+		p.promptTokens += countTokens(val, false)
 	case "tools", "functions":
 		p.promptTokens += countTokens(val, false)
 	}
@@ -151,6 +156,20 @@ func (p *peeked) request() router.Request {
 		// earlier blocks, and the same system prompt gives the same first blocks.
 		PrefixHashes: router.PrefixHashes(p.prompt, router.DefaultPrefixBlockBytes, router.DefaultPrefixMaxBlocks),
 	}
+}
+
+// forTarget returns the body to send to target t: the model renamed when the route maps it
+// onto another upstream name, and usage asked for when askUsage is set; body itself when
+// neither applies.
+func (p *peeked) forTarget(body []byte, model string, t router.Target, askUsage bool) []byte {
+	rename := t.Route.TargetModel != model
+	if !rename && !askUsage {
+		return body
+	}
+	if !rename {
+		return p.rewrite(body, "", askUsage)
+	}
+	return p.rewrite(body, t.Route.TargetModel, askUsage)
 }
 
 // rewrite returns body with the model value replaced by model (when model is not empty) and,
