@@ -2,8 +2,9 @@
 GO       ?= go
 PKGS     := ./...
 FUZZTIME ?= 10s
+CI_FUZZTIME ?= 3s
 
-.PHONY: all build demo test unit lint fmt generate check-generated bench fuzz tidy
+.PHONY: all build demo test unit lint fmt generate check-generated bench fuzz fuzz-ci tidy
 
 all: lint test
 
@@ -13,8 +14,9 @@ build: ## build bin/switchyard
 demo: ## run the router in front of a simulated fleet
 	$(GO) run ./cmd/switchyard demo
 
-test: lint generate ## everything CI runs: lint, generated-code check, all tests under -race
+test: lint generate ## everything CI runs: lint, generated-code check, all tests under -race, each fuzz target briefly
 	$(GO) test -race -count=1 $(PKGS)
+	@$(MAKE) --no-print-directory fuzz-ci
 
 unit: ## quick tests without -race
 	$(GO) test -count=1 $(PKGS)
@@ -35,10 +37,30 @@ check-generated: generate
 bench: ## side-by-side benchmarks that print tables
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./bench/
 
+# Every fuzz target, as PACKAGE:TARGET. `make test` runs each for CI_FUZZTIME on top of its
+# seed corpus (which plain `go test` already runs); `make fuzz` runs each for FUZZTIME.
+FUZZ_TARGETS := \
+	./router/openai/:FuzzPeek \
+	./router/openai/:FuzzRelaySSE \
+	./router/kserve/:FuzzDecodeInferRequest \
+	./router/kserve/:FuzzValidateInferRequest \
+	./router/kserve/:FuzzDecodeInferResponse \
+	./internal/config/:FuzzParse \
+	./policy/:FuzzVerify \
+	./backends/:FuzzParseMetrics
+
 fuzz: ## run each fuzz target for FUZZTIME
-	$(GO) test -run '^$$' -fuzz FuzzPeek -fuzztime $(FUZZTIME) ./router/openai/
-	$(GO) test -run '^$$' -fuzz FuzzDecodeInferRequest -fuzztime $(FUZZTIME) ./router/kserve/
-	$(GO) test -run '^$$' -fuzz FuzzParseMetrics -fuzztime $(FUZZTIME) ./backends/
+	@for n in $$(grep -rhoE --include='*_test.go' '^func Fuzz[A-Za-z0-9_]+' . | sed 's/^func //'); do \
+		case " $(FUZZ_TARGETS) " in *":$$n "*) ;; *) echo "fuzz target $$n is missing from FUZZ_TARGETS"; exit 1;; esac; \
+	done
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
+fuzz-ci: ## each fuzz target briefly, as `make test` does
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(CI_FUZZTIME)
 
 tidy:
 	$(GO) mod tidy
