@@ -113,6 +113,7 @@ type serveFlags struct {
 	adminListen string
 	backends    multiFlag
 	kserve      multiFlag
+	etcd        string
 }
 
 func (f *serveFlags) bind(fs *flag.FlagSet) {
@@ -120,6 +121,7 @@ func (f *serveFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.listen, "listen", "", "data-plane `ADDR`ess, overriding the config's listen (default 127.0.0.1:8080)")
 	fs.StringVar(&f.adminListen, "admin-listen", "", "admin `ADDR`ess, overriding the config's admin_listen (default 127.0.0.1:9090)")
 	fs.Var(&f.backends, "backend", "`MODEL=URL[,URL...]`: serve MODEL from these OpenAI-compatible servers (repeatable; replaces a model of that name from the file)")
+	fs.StringVar(&f.etcd, "etcd", "", "`HOST:PORT[,HOST:PORT...]`: share sessions and limits with other replicas through these etcd members, overriding the config's cluster.etcd.endpoints")
 	fs.Var(&f.kserve, "kserve-backend", "`MODEL=HOST:PORT[,HOST:PORT...]`: serve MODEL from these KServe v2 gRPC servers (repeatable; replaces a model of that name from the file)")
 }
 
@@ -141,6 +143,9 @@ func (f *serveFlags) load() (*config.Config, error) {
 	}
 	if f.adminListen != "" {
 		cfg.AdminListen = f.adminListen
+	}
+	if f.etcd != "" {
+		cfg.SetEtcd(f.etcd)
 	}
 	for _, b := range f.backends {
 		if err := cfg.AddBackend(b); err != nil {

@@ -10,7 +10,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/switchyard-ai/switchyard/cluster/memory"
+	"github.com/switchyard-ai/switchyard/cluster"
 	"github.com/switchyard-ai/switchyard/internal/config"
 	"github.com/switchyard-ai/switchyard/policy"
 )
@@ -18,7 +18,7 @@ import (
 // buildPolicy turns the auth, tenants and limits settings into the authenticator and limiter
 // the router runs every request through. A JWT verifier fetches its keys now, so a bad issuer
 // is a startup error; its refresh loop is returned for the server to own.
-func buildPolicy(ctx context.Context, cfg *config.Config) (*policy.Authenticator, *policy.Limiter, *policy.JWTVerifier, error) {
+func buildPolicy(ctx context.Context, cfg *config.Config, counters cluster.Counters) (*policy.Authenticator, *policy.Limiter, *policy.JWTVerifier, error) {
 	var opts []policy.AuthOption
 	for _, t := range cfg.Tenants {
 		opts = append(opts, policy.WithTenants(policy.Tenant{Name: t.Name, Models: t.Models, Priority: t.Priority}))
@@ -60,19 +60,16 @@ func buildPolicy(ctx context.Context, cfg *config.Config) (*policy.Authenticator
 			}
 			limits = append(limits, l)
 		}
-		limiter = policy.NewLimiter(memory.NewCounters(), limits)
+		limiter = policy.NewLimiter(counters, limits)
 	}
 	return auth, limiter, verifier, nil
 }
 
-// serverTLS builds the data-plane TLS configuration: HTTP/2 by ALPN, and client certificates
-// verified against the client CA when client_auth asks for them.
-func serverTLS(t *config.ServerTLS) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("server.tls: %w", err)
-	}
-	c := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
+// serverTLS builds the data-plane TLS configuration around getCert, which serves the current
+// certificate: HTTP/2 by ALPN, and client certificates verified against the client CA when
+// client_auth asks for them.
+func serverTLS(t *config.ServerTLS, getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)) (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: getCert, NextProtos: []string{"h2", "http/1.1"}}
 	if t.ClientAuth != "none" {
 		pem, err := os.ReadFile(t.ClientCAFile)
 		if err != nil {

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,7 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/switchyard-ai/switchyard/backends"
-	"github.com/switchyard-ai/switchyard/cluster/memory"
+	"github.com/switchyard-ai/switchyard/cluster"
 	"github.com/switchyard-ai/switchyard/internal/config"
 	"github.com/switchyard-ai/switchyard/router"
 	"github.com/switchyard-ai/switchyard/router/kserve"
@@ -35,6 +36,7 @@ type Server struct {
 	dataLn  net.Listener
 	adminLn net.Listener
 	pools   []*backends.Pool
+	shared  *shared
 	ready   atomic.Bool
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
@@ -46,7 +48,8 @@ type Server struct {
 type StartOption func(*startOptions)
 
 type startOptions struct {
-	logOut io.Writer
+	logOut   io.Writer
+	certPoll time.Duration
 }
 
 // WithLogOutput sends logs to w instead of stderr.
@@ -64,11 +67,22 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := router.NewMetrics(reg)
 
-	pools, routes, virtual, scheds, err := buildRoutes(cfg, metrics)
+	sh, err := openShared(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	auth, limiter, verifier, err := buildPolicy(ctx, cfg)
+	started := false
+	defer func() {
+		if !started {
+			sh.close()
+		}
+	}()
+	sh.register(reg)
+	pools, routes, virtual, scheds, err := buildRoutes(cfg, metrics, sh.sessions)
+	if err != nil {
+		return nil, err
+	}
+	auth, limiter, verifier, err := buildPolicy(ctx, cfg, sh.counters)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +97,7 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 		openai.WithRoutingHeaders(*cfg.Routing.ResponseHeaders),
 		openai.WithLogger(log), openai.WithMetrics(metrics))
 
-	s := &Server{log: log, drain: cfg.Server.DrainTimeout.D(), pools: pools}
+	s := &Server{log: log, drain: cfg.Server.DrainTimeout.D(), pools: pools, shared: sh}
 	ks := kserve.NewHandler(rt,
 		kserve.WithLogger(log), kserve.WithMetrics(metrics),
 		kserve.WithServerInfo(Version, s.ready.Load),
@@ -113,12 +127,28 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
-		io.WriteString(w, "ready\n")
+		// Degraded shared state still serves: sessions bind locally and limits hold by share.
+		st := sh.status()
+		fmt.Fprintf(w, "ready\ncluster: %s, %d members\n", st.Mode, st.Members)
+		if st.LastError != "" {
+			fmt.Fprintf(w, "cluster error: %s\n", st.LastError)
+		}
 	})
+	adminMux.Handle("GET /cluster", adminAuth(cfg.Admin.APIKeys, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(struct {
+			cluster.Status
+			List []cluster.Member `json:"member_list"`
+		}{sh.status(), sh.members()})
+	})))
 	s.admin = &http.Server{Handler: adminMux, ErrorLog: errLog, ReadHeaderTimeout: 10 * time.Second}
 
+	var certs *certReloader
 	if cfg.Server.TLS != nil {
-		if s.data.TLSConfig, err = serverTLS(cfg.Server.TLS); err != nil {
+		if certs, err = newCertReloader(cfg.Server.TLS.CertFile, cfg.Server.TLS.KeyFile, o.certPoll, log); err != nil {
+			return nil, err
+		}
+		if s.data.TLSConfig, err = serverTLS(cfg.Server.TLS, certs.GetCertificate); err != nil {
 			return nil, err
 		}
 		protocols.SetUnencryptedHTTP2(false)
@@ -141,6 +171,9 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 	if verifier != nil {
 		s.wg.Go(func() { verifier.Run(bg) })
 	}
+	if certs != nil {
+		s.wg.Go(func() { certs.Run(bg) })
+	}
 	s.goServe(s.admin, s.adminLn)
 	for i, p := range pools {
 		if p.MetricsFormat() == backends.MetricsNone {
@@ -155,6 +188,7 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 		s.wg.Go(func() { c.Run(bg) })
 	}
 	s.ready.Store(true)
+	started = true
 	log.Info("switchyard started", "version", version(), "listen", s.dataLn.Addr().String(),
 		"admin", s.adminLn.Addr().String(), "openai_models", rt.Models(router.ProtocolOpenAI), "kserve_models", rt.Models(router.ProtocolKServe))
 	return s, nil
@@ -170,11 +204,10 @@ func (s *Server) goServe(srv *http.Server, ln net.Listener) {
 
 // buildRoutes turns configured pools and models into runtime pools, their schedulers (both in
 // the order of cfg.Pools) and routes.
-func buildRoutes(cfg *config.Config, metrics *router.Metrics) ([]*backends.Pool, []*router.Route, []*router.Virtual, []*router.Scheduler, error) {
+func buildRoutes(cfg *config.Config, metrics *router.Metrics, sessions cluster.Sessions) ([]*backends.Pool, []*router.Route, []*router.Virtual, []*router.Scheduler, error) {
 	byName := map[string]*router.Scheduler{}
 	var pools []*backends.Pool
 	var scheds []*router.Scheduler
-	sessions := memory.NewSessions(0)
 	for _, pc := range cfg.Pools {
 		u := pc.Upstream
 		opts := backends.HTTPOptions{
@@ -349,6 +382,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.admin.Close()
 		s.wg.Wait()
+		s.shared.close()
 		for _, p := range s.pools {
 			p.Client.Close()
 			if p.GRPC != nil {
