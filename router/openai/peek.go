@@ -2,10 +2,12 @@ package openai
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"slices"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/switchyard-ai/switchyard/router"
 )
@@ -39,11 +41,24 @@ type peekError struct {
 
 func (e *peekError) Error() string { return e.msg }
 
-// peek reads the fields routing needs from body. It fails on malformed JSON, on a body that is
-// not an object, on a missing model, and on routing fields of the wrong type.
-func peek(body []byte) (peeked, error) {
+// DefaultMaxJSONDepth is how deeply objects and arrays may nest in a request body unless
+// configured otherwise. Chat requests nest a handful of levels; tool schemas a few dozen.
+const DefaultMaxJSONDepth = 64
+
+// peek is peekLimit with DefaultMaxJSONDepth.
+func peek(body []byte) (peeked, error) { return peekLimit(body, DefaultMaxJSONDepth) }
+
+// peekLimit reads the fields routing needs from body. It fails on malformed JSON, on nesting
+// deeper than maxDepth, on a body that is not an object, on a missing model, and on routing
+// fields of the wrong type.
+func peekLimit(body []byte, maxDepth int) (peeked, error) {
 	p := peeked{n: 1}
-	if !json.Valid(body) {
+	switch validJSON(body, maxDepth) {
+	case nil:
+	case errJSONDepth:
+		return p, &peekError{msg: "The JSON body of your request nests objects and arrays more than " +
+			strconv.Itoa(maxDepth) + " levels deep."}
+	default:
 		return p, &peekError{msg: "We could not parse the JSON body of your request: it is not valid JSON."}
 	}
 	s := scanner{b: body}
@@ -219,7 +234,9 @@ func jsonString(val []byte) (string, bool) {
 	}
 	inner := val[1 : len(val)-1]
 	for _, c := range inner {
-		if c == '\\' {
+		// Escapes and bytes past ASCII (which may be invalid UTF-8, decoded as U+FFFD) take
+		// the decoder.
+		if c == '\\' || c >= utf8.RuneSelf {
 			var s string
 			if json.Unmarshal(val, &s) != nil {
 				return "", false
@@ -327,20 +344,27 @@ func (s *scanner) ws() {
 	}
 }
 
-// str consumes a string at s.i and returns the span of its contents, without quotes.
+// str consumes a string at s.i and returns the span of its contents, without quotes. Long
+// runs of plain text are skipped eight bytes at a time.
 func (s *scanner) str() (start, end int, escaped bool) {
-	s.i++
-	start = s.i
-	for s.b[s.i] != '"' {
-		if s.b[s.i] == '\\' {
-			escaped = true
-			s.i++
+	start = s.i + 1
+	i := start
+	for {
+		for i+8 <= len(s.b) && plainString(binary.LittleEndian.Uint64(s.b[i:])) {
+			i += 8
 		}
-		s.i++
+		c := s.b[i]
+		if c == '"' {
+			break
+		}
+		if c == '\\' {
+			escaped = true
+			i++
+		}
+		i++
 	}
-	end = s.i
-	s.i++
-	return start, end, escaped
+	s.i = i + 1
+	return start, i, escaped
 }
 
 // skip consumes one value of any type, iteratively.

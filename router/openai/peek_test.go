@@ -123,37 +123,38 @@ func FuzzPeek(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	f.Add([]byte(`{"model":"m","x":"\u00e9\ud800\n\"","y":[-0.5e+3,0,1E2,true,false,null]}`))
+	f.Add([]byte(`{"model":"m","x":"` + strings.Repeat("abcdefg\\", 5) + `"}`))
+	f.Add([]byte("{\"model\":\"m\x01\"}"))
+	f.Add([]byte("{\"model\":\"\xf2\"}")) // found by the fuzzer: invalid UTF-8 decodes as U+FFFD
 	f.Fuzz(func(t *testing.T, body []byte) {
+		// encoding/json refuses nesting past 10000 levels.
+		if got, want := validJSON(body, 10000) == nil, json.Valid(body); got != want {
+			t.Fatalf("validJSON(%q) = %v, encoding/json says %v", body, got, want)
+		}
 		p, err := peek(body)
 		if err != nil {
 			return
 		}
-		var ref struct {
-			Model  string `json:"model"`
-			Stream *bool  `json:"stream"`
+		// Model servers match keys exactly (encoding/json's struct decoding would not), and the
+		// last of duplicate keys wins: a map decode gives both.
+		var ref map[string]json.RawMessage
+		if err := json.Unmarshal(body, &ref); err != nil {
+			t.Fatalf("peek accepted %q, which is not a JSON object: %v", body, err)
 		}
-		if jerr := json.Unmarshal(body, &ref); jerr != nil {
-			// Duplicate keys or type mismatches outside routing fields may make the struct decode
-			// fail; the body must still be valid JSON.
-			if !json.Valid(body) {
-				t.Fatalf("peek accepted invalid JSON %q", body)
-			}
-			return
+		var model string
+		if err := json.Unmarshal(ref["model"], &model); err != nil || model != p.model {
+			t.Fatalf("model %q, encoding/json says %q (%v)", p.model, model, err)
 		}
-		if ref.Model != p.model {
-			t.Fatalf("model %q, encoding/json says %q", p.model, ref.Model)
-		}
-		if ref.Stream != nil && *ref.Stream != p.stream {
-			t.Fatalf("stream %v, encoding/json says %v", p.stream, *ref.Stream)
+		var stream *bool
+		if raw, ok := ref["stream"]; ok && json.Unmarshal(raw, &stream) == nil && stream != nil && *stream != p.stream {
+			t.Fatalf("stream %v, encoding/json says %v", p.stream, *stream)
 		}
 		out := p.rewrite(body, "rewritten", true)
-		var after struct {
-			Model   string `json:"model"`
-			Options struct {
-				IncludeUsage bool `json:"include_usage"`
-			} `json:"stream_options"`
-		}
-		if err := json.Unmarshal(out, &after); err != nil || after.Model != "rewritten" || !after.Options.IncludeUsage {
+		var after map[string]json.RawMessage
+		var opts map[string]json.RawMessage
+		if err := json.Unmarshal(out, &after); err != nil || string(after["model"]) != `"rewritten"` ||
+			json.Unmarshal(after["stream_options"], &opts) != nil || string(opts["include_usage"]) != "true" {
 			t.Fatalf("rewrite of %q gave %q (%v)", body, out, err)
 		}
 	})
@@ -185,4 +186,39 @@ func byteSize(n int) string {
 func itoa(n int) string {
 	b, _ := json.Marshal(n)
 	return string(b)
+}
+
+func TestValidJSONDepth(t *testing.T) {
+	nest := func(n int) []byte {
+		return []byte(strings.Repeat(`{"a":[`, n) + `1` + strings.Repeat(`]}`, n))
+	}
+	tests := []struct {
+		name  string
+		body  []byte
+		depth int
+		want  error
+	}{
+		{"flat", []byte(`{"model":"m"}`), 1, nil},
+		{"empty containers count", []byte(`{"a":[{}]}`), 3, nil},
+		{"one too deep", []byte(`{"a":[{}]}`), 2, errJSONDepth},
+		{"at the limit", nest(32), 64, nil},
+		{"past the limit", nest(33), 64, errJSONDepth},
+		{"deep beyond the small stack", nest(5000), 10000, nil},
+		{"invalid inside", []byte(`{"a":[1,]}`), 64, errInvalidJSON},
+		{"trailing data", []byte(`{} {}`), 64, errInvalidJSON},
+		{"leading zero", []byte(`{"a":01}`), 64, errInvalidJSON},
+		{"bad escape", []byte(`{"a":"\x"}`), 64, errInvalidJSON},
+		{"control character", []byte("{\"a\":\"\t\"}"), 64, errInvalidJSON},
+		{"unterminated long string", []byte(`{"a":"` + strings.Repeat("x", 100)), 64, errInvalidJSON},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := validJSON(tt.body, tt.depth); got != tt.want {
+				t.Errorf("validJSON = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	if _, err := peekLimit(nest(10), 8); err == nil || !strings.Contains(err.Error(), "8 levels") {
+		t.Errorf("peekLimit past the depth: %v", err)
+	}
 }
