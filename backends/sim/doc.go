@@ -1,11 +1,12 @@
 // Package sim owns the simulated LLM model server that stands in for GPUs in
 // Switchyard's tests and demo; it may import only the standard library, the
-// Prometheus client, grpc-go and the generated protocol code in gen/inference,
-// never other Switchyard packages.
+// Prometheus client, grpc-go, coder/websocket and the generated protocol code
+// in gen/inference, never other Switchyard packages.
 //
 // A Server speaks the OpenAI-compatible HTTP API that vLLM serves
 // (/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models,
-// /health, /metrics) and exports vLLM's metric names. It also serves a small
+// /health, /metrics) and exports vLLM's metric names. It also serves the rest
+// of the OpenAI surface a router must carry (see below) and a small
 // tensor model over KServe v2 gRPC and REST, Triton-style (see below). Its
 // latencies come from real mechanisms rather than canned numbers, so a
 // routing decision that helps against the simulator helps for the same
@@ -64,6 +65,39 @@
 // ErrorRate (500 before any work), SpikeRate (SpikeLatency of extra delay
 // before queueing) and DropRate (a stream's connection cut after two events)
 // are drawn per request from a random source seeded with Seed.
+//
+// # Responses, Realtime, audio and server-specific paths
+//
+// POST /v1/responses runs on the engine like a chat: the previous response's
+// conversation (previous_response_id), then instructions, then input are
+// rendered as chat messages. Non-streaming it answers a response object with
+// usage (input_tokens, output_tokens, total_tokens); streaming it sends the
+// typed events response.created, response.in_progress,
+// response.output_item.added, response.content_part.added, one
+// response.output_text.delta per token, response.output_text.done,
+// response.content_part.done, response.output_item.done and
+// response.completed, each as "event: TYPE" plus a data line with
+// sequence_number. Responses are kept (unless store is false) in memory, the
+// latest 4096, for GET and DELETE /v1/responses/{id}; another server's id is
+// 404, as is an unknown previous_response_id, so a router that loses track of
+// which server holds a response shows at once.
+//
+// GET /v1/realtime?model=… is a WebSocket echo: a session.created event, then
+// every message back as it came, frame by frame; the text message
+// {"type":"sim.close","code":N,"reason":"…"} makes the server close with
+// code N. RealtimeStats reports sessions accepted and the close code the last
+// client sent.
+//
+// POST /v1/audio/transcriptions and /v1/audio/translations read their
+// multipart body as a stream, in any field order, and answer a few words
+// drawn from the file's hash, with X-Sim-File-Bytes and X-Sim-File-Sha256
+// headers; transcriptions report usage of one input token per KiB and one
+// output token per word. POST /v1/audio/speech streams 4096 bytes of
+// deterministic noise per input token.
+//
+// POST /tokenize, /detokenize, /v1/rerank and /v1/score answer in vLLM's
+// shapes, with the simulator's tokenizer and a relevance equal to the share of
+// tokens two texts have in common.
 //
 // # KServe v2 tensor model
 //

@@ -20,6 +20,9 @@ type Server struct {
 	created  int64
 	requests atomic.Int64
 	ids      atomic.Uint64
+	// responses are the Responses API's stored responses; realtime counts WebSocket sessions.
+	responses responseStore
+	realtime  realtimeStats
 }
 
 // Stats is a snapshot of a Server's state. Requests counts inference requests

@@ -17,14 +17,15 @@ import (
 const storedPrefix = "/v1/responses/"
 
 // Bindings remembers which endpoint created each stored response, so that reading, deleting
-// or cancelling it reaches the one server that holds it. cluster.Sessions satisfies it, so
-// the bindings live wherever session bindings live. Implementations are safe for concurrent
-// use and answer from local state.
+// or continuing it reaches the one server that holds it. cluster.Sessions satisfies it, so
+// response bindings live, and are shared across replicas, wherever session bindings are.
+// Implementations are safe for concurrent use and answer lookups from local state.
 type Bindings interface {
 	// Get returns the value bound to key and refreshes its TTL, or false when none is.
 	Get(now time.Time, key string) (string, bool)
-	// Put binds key to value for ttl, replacing any binding.
-	Put(now time.Time, key, value string, ttl time.Duration)
+	// Bind binds key to value for ttl when key is unbound or bound to prev, and returns the
+	// value key is bound to afterwards.
+	Bind(now time.Time, key, value, prev string, ttl time.Duration) string
 }
 
 // WithResponseBindings keeps the endpoint that created each response in store for ttl after
@@ -67,7 +68,7 @@ func (h *Handler) bind(id string, req *router.Request, t router.Target) {
 		return
 	}
 	b := binding{tenant: req.Identity, model: req.Model, route: t.Route.Model, endpoint: t.Endpoint.Name}
-	h.bindings.Put(time.Now(), bindingKey(id), b.String(), h.bindingTTL)
+	h.bindings.Bind(time.Now(), bindingKey(id), b.String(), "", h.bindingTTL)
 }
 
 // lookup returns the binding of the response id, if one is kept.
