@@ -23,6 +23,7 @@ type Cluster struct {
 }
 
 type member struct {
+	closed     chan struct{} // closed when a stopped member has finished closing
 	name       string
 	client     url.URL
 	peer       url.URL
@@ -141,14 +142,35 @@ func (c *Cluster) Leader() int {
 	return -1
 }
 
-// Stop stops member i; its data stays for Restart.
+// Stop stops member i as a crash would: its raft node halts at once, so the others see it
+// gone and elect a new leader if it led; its connections close a few seconds later. Its data
+// stays for Restart.
 func (c *Cluster) Stop(i int) {
 	c.mu.Lock()
-	e := c.members[i].etcd
-	c.members[i].etcd = nil
+	m := c.members[i]
+	e := m.etcd
+	m.etcd = nil
+	if e != nil {
+		m.closed = make(chan struct{})
+	}
+	closed := m.closed
 	c.mu.Unlock()
 	if e != nil {
-		e.Close()
+		e.Server.HardStop()
+		go func() {
+			e.Close()
+			close(closed)
+		}()
+	}
+}
+
+// wait blocks until stopped member i has finished closing.
+func (c *Cluster) wait(i int) {
+	c.mu.Lock()
+	closed := c.members[i].closed
+	c.mu.Unlock()
+	if closed != nil {
+		<-closed
 	}
 }
 
@@ -160,6 +182,7 @@ func (c *Cluster) Restart(i int) error {
 	if running {
 		return nil
 	}
+	c.wait(i)
 	return c.startMember(c.members[i], false)
 }
 
@@ -175,6 +198,9 @@ func (c *Cluster) RestartAsync(i int) <-chan error {
 func (c *Cluster) Close() {
 	for i := range c.members {
 		c.Stop(i)
+	}
+	for i := range c.members {
+		c.wait(i)
 	}
 }
 
