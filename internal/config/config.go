@@ -28,6 +28,8 @@ type Config struct {
 	Admin Admin `yaml:"admin"`
 	// Cluster shares session and rate-limit state between replicas; default none.
 	Cluster Cluster `yaml:"cluster"`
+	// OpenAI configures stored responses, Realtime sessions and passthrough paths.
+	OpenAI OpenAI `yaml:"openai"`
 	// Pools are groups of model servers. Default none.
 	Pools []Pool `yaml:"pools"`
 	// Models are the model names clients may ask for, each served by a pool. At least one is
@@ -45,6 +47,29 @@ type Server struct {
 	IdleTimeout Duration `yaml:"idle_timeout"`
 	// DrainTimeout is how long in-flight requests may finish on shutdown. Default 30s.
 	DrainTimeout Duration `yaml:"drain_timeout"`
+	// ReadBodyTimeout bounds how long a client may take to send a request body (gRPC streams
+	// and WebSocket upgrades excepted). Default 1m.
+	ReadBodyTimeout Duration `yaml:"read_body_timeout"`
+	// WriteTimeout bounds how long one write to a client, such as one streamed event, may
+	// block; a client that stops reading is cut off after it. Default 30s.
+	WriteTimeout Duration `yaml:"write_timeout"`
+	// MaxHeaderBytes bounds the size of a request's header fields, names and values; larger
+	// get 431 (gRPC: RESOURCE_EXHAUSTED). Default 65536.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// MaxHeaderCount bounds the number of header field lines in a request. Default 100.
+	MaxHeaderCount int `yaml:"max_header_count"`
+	// MaxJSONDepth bounds how deeply objects and arrays nest in an OpenAI request body;
+	// deeper gets 400. Default 64.
+	MaxJSONDepth int `yaml:"max_json_depth"`
+	// MaxTensorElements bounds the total elements of a KServe request's input tensors;
+	// more gets INVALID_ARGUMENT (REST 400). Default 67108864.
+	MaxTensorElements int64 `yaml:"max_tensor_elements"`
+	// MaxGRPCMessageBytes bounds one gRPC, gRPC-Web or Connect message; larger get
+	// RESOURCE_EXHAUSTED. Default 33554432 (32 MiB).
+	MaxGRPCMessageBytes int64 `yaml:"max_grpc_message_bytes"`
+	// MaxConcurrentStreams bounds the HTTP/2 streams (gRPC calls) one client connection may
+	// have open at once. Default 250.
+	MaxConcurrentStreams int `yaml:"max_concurrent_streams"`
 	// TLS serves the data plane over TLS (HTTP/2 by ALPN), optionally verifying client
 	// certificates. Default: cleartext HTTP/1.1 and h2c.
 	TLS *ServerTLS `yaml:"tls,omitempty"`

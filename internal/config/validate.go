@@ -32,6 +32,7 @@ func (c *Config) SetDefaults() {
 	defD(&c.Server.ReadHeaderTimeout, 10*time.Second)
 	defD(&c.Server.IdleTimeout, 2*time.Minute)
 	defD(&c.Server.DrainTimeout, 30*time.Second)
+	c.Server.setLimitDefaults()
 	def(&c.Routing.SessionHeader, "x-session-id")
 	def(&c.Routing.PriorityHeader, "x-priority")
 	if len(c.Routing.PriorityClasses) == 0 {
@@ -92,6 +93,7 @@ func (c *Config) SetDefaults() {
 		def(&t.ClientAuth, "none")
 	}
 	c.Cluster.setDefaults()
+	c.OpenAI.setDefaults()
 	if c.Limits.DefaultOutputTokens == 0 {
 		c.Limits.DefaultOutputTokens = 256
 	}
@@ -194,13 +196,16 @@ func (c *Config) validate(root *yaml.Node) error {
 		add("must differ from listen", "admin_listen")
 	}
 	c.Cluster.validate(add)
+	c.OpenAI.validate(add)
 	if c.Server.MaxBodyBytes < 0 {
 		add("must be positive", "server", "max_body_bytes")
 	}
+	c.Server.validateLimits(add)
 	for _, d := range []struct {
 		key string
 		d   Duration
-	}{{"read_header_timeout", c.Server.ReadHeaderTimeout}, {"idle_timeout", c.Server.IdleTimeout}, {"drain_timeout", c.Server.DrainTimeout}} {
+	}{{"read_header_timeout", c.Server.ReadHeaderTimeout}, {"idle_timeout", c.Server.IdleTimeout}, {"drain_timeout", c.Server.DrainTimeout},
+		{"read_body_timeout", c.Server.ReadBodyTimeout}, {"write_timeout", c.Server.WriteTimeout}} {
 		if d.d < 0 {
 			add("must not be negative", "server", d.key)
 		}
