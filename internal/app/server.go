@@ -95,7 +95,10 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 		openai.WithSessionHeader(cfg.Routing.SessionHeader), openai.WithSessionFromUser(cfg.Routing.SessionFromUser),
 		openai.WithPriorities(cfg.Routing.PriorityHeader, cfg.Routing.PriorityClasses, cfg.Routing.DefaultPriority),
 		openai.WithRoutingHeaders(*cfg.Routing.ResponseHeaders),
-		openai.WithLogger(log), openai.WithMetrics(metrics))
+		openai.WithLogger(log), openai.WithMetrics(metrics),
+		openai.WithResponseBindings(sh.sessions, cfg.OpenAI.ResponseTTL.D()),
+		openai.WithRealtimeLimits(openai.RealtimeLimits{Idle: cfg.OpenAI.Realtime.IdleTimeout.D(), MaxDuration: cfg.OpenAI.Realtime.MaxDuration.D()}),
+		openai.WithPassthrough(passthroughPaths(cfg.OpenAI.Passthrough)...))
 
 	s := &Server{log: log, drain: cfg.Server.DrainTimeout.D(), pools: pools, shared: sh}
 	ks := kserve.NewHandler(rt,
@@ -200,6 +203,15 @@ func (s *Server) goServe(srv *http.Server, ln net.Listener) {
 			s.log.Error("server stopped", "addr", ln.Addr().String(), "error", err)
 		}
 	})
+}
+
+// passthroughPaths converts the configured passthrough paths for the OpenAI front door.
+func passthroughPaths(paths []config.PassthroughPath) []openai.Passthrough {
+	out := make([]openai.Passthrough, len(paths))
+	for i, p := range paths {
+		out[i] = openai.Passthrough{Path: p.Path, Methods: p.Methods, ModelHeader: p.ModelHeader}
+	}
+	return out
 }
 
 // buildRoutes turns configured pools and models into runtime pools, their schedulers (both in
