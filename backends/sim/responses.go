@@ -82,6 +82,8 @@ type storedResponse struct {
 
 // responseStore keeps the latest responses by id. Safe for concurrent use.
 type responseStore struct {
+	// salt makes this server's ids unlike any other's, as real servers' random ids are.
+	salt  uint32
 	mu    sync.Mutex
 	byID  map[string]*storedResponse
 	order []string
@@ -206,12 +208,12 @@ func (s *Server) handleResponses(w http.ResponseWriter, r *http.Request) {
 	defer s.eng.abort(sq)
 	id := s.ids.Add(1)
 	obj := responseObject{
-		ID: fmt.Sprintf("resp_%016x", id), Object: "response", CreatedAt: time.Now().Unix(), Status: "in_progress",
+		ID: fmt.Sprintf("resp_%08x%016x", s.responses.salt, id), Object: "response", CreatedAt: time.Now().Unix(), Status: "in_progress",
 		Model: s.cfg.Model, Output: []outputItem{}, Instructions: req.Instructions, MaxOutputTokens: req.MaxOutputTokens,
 		PreviousResponseID: req.PreviousResponseID, ParallelToolCalls: true, Temperature: 1, TopP: 1,
 		ToolChoice: "auto", Tools: []any{}, Store: req.Store == nil || *req.Store, Metadata: map[string]any{},
 	}
-	item := outputItem{Type: "message", ID: fmt.Sprintf("msg_%016x", id), Status: "in_progress", Role: "assistant", Content: []outputText{}}
+	item := outputItem{Type: "message", ID: fmt.Sprintf("msg_%08x%016x", s.responses.salt, id), Status: "in_progress", Role: "assistant", Content: []outputText{}}
 	st := &storedResponse{obj: obj, conversation: conv}
 	if obj.Store {
 		s.responses.put(st)

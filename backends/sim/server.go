@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -59,6 +60,7 @@ func New(cfg Config) (*Server, error) {
 	m.register(cfg, s.eng)
 	s.tensor = newTensorModel(cfg, s.faults, s.eng.stop)
 	m.registerTriton(cfg, s.tensor)
+	s.responses.salt = rand.Uint32()
 	s.mux = s.routes()
 	s.kserveRoutes(s.mux)
 	return s, nil
