@@ -196,7 +196,7 @@ func (h *Handler) relayRealtime(ctx context.Context, down, up *websocket.Conn, m
 	wg.Go(func() { pump(ctx, down, up, &last, end) })
 	wg.Go(func() { pump(ctx, up, down, &last, end) })
 	start := time.Now()
-	timer := time.NewTimer(h.realtime.Idle)
+	timer := time.NewTimer(min(h.realtime.Idle, h.realtime.MaxDuration))
 	defer timer.Stop()
 	for done := false; !done; {
 		select {
