@@ -71,10 +71,7 @@ func (h *Handler) servePassthrough(x *exchange, r *http.Request, id string, pt P
 	if err := h.classify(r, &req); err != nil {
 		return err
 	}
-	path := r.URL.Path
-	if r.URL.RawQuery != "" {
-		path += "?" + r.URL.RawQuery
-	}
+	path := r.URL.RequestURI()
 	u := usage{}
 	return h.admitAndServe(x, r, &req, &u, nil, func(ctx context.Context, t router.Target) (*http.Response, error) {
 		out := body

@@ -132,10 +132,7 @@ func (h *Handler) serveStored(x *exchange, r *http.Request, id string) error {
 	if err := h.classify(r, &req); err != nil {
 		return err
 	}
-	path := r.URL.Path
-	if r.URL.RawQuery != "" {
-		path += "?" + r.URL.RawQuery
-	}
+	path := r.URL.RequestURI()
 	pin := func(*router.Request) (*router.Target, error) {
 		if t, ok := h.boundTarget(b); ok {
 			return &t, nil
