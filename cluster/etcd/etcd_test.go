@@ -10,12 +10,12 @@ import (
 
 	"github.com/switchyard-ai/switchyard/cluster"
 	"github.com/switchyard-ai/switchyard/cluster/etcd"
-	"github.com/switchyard-ai/switchyard/cluster/etcd/etcdtest"
+	"github.com/switchyard-ai/switchyard/cluster/etcd/etcdembed"
 )
 
-func startEtcd(t *testing.T, members int) *etcdtest.Cluster {
+func startEtcd(t *testing.T, members int) *etcdembed.Cluster {
 	t.Helper()
-	ec, err := etcdtest.Start(t.TempDir(), members)
+	ec, err := etcdembed.Start(t.TempDir(), members)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,7 +23,7 @@ func startEtcd(t *testing.T, members int) *etcdtest.Cluster {
 	return ec
 }
 
-func openReplicas(t *testing.T, ec *etcdtest.Cluster, n int, tweak func(*etcd.Config)) []*etcd.Cluster {
+func openReplicas(t *testing.T, ec *etcdembed.Cluster, n int, tweak func(*etcd.Config)) []*etcd.Cluster {
 	t.Helper()
 	var out []*etcd.Cluster
 	for i := range n {

@@ -8,11 +8,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/switchyard-ai/switchyard/backends/sim"
+	"github.com/switchyard-ai/switchyard/cluster/etcd/etcdembed"
 	"github.com/switchyard-ai/switchyard/internal/config"
 	"github.com/switchyard-ai/switchyard/policy"
 )
@@ -87,6 +90,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	printConfig := fs.Bool("print-config", false, "print the demo's effective router configuration as YAML and exit")
 	key := fs.String("api-key", "sk-demo", "the demo's ordinary API `KEY`")
 	limitedKey := fs.String("limited-api-key", "sk-demo-limited", "an API `KEY` limited to 5 requests and 2000 tokens a minute")
+	replicas := fs.Int("replicas", 1, "router `N`: more than one starts N replicas sharing sessions and limits through an embedded etcd, on consecutive ports from --listen's and --admin-listen's")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -113,7 +117,18 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *key == "" || *key == *limitedKey {
 		return fmt.Errorf("%w: --api-key and --limited-api-key must be set and differ", errUsage)
 	}
-	d, err := startDemo(ctx, *listen, *adminListen, addrs, *key, *limitedKey, stderr)
+	if *replicas < 1 || *replicas > 16 {
+		return fmt.Errorf("%w: --replicas must be between 1 and 16", errUsage)
+	}
+	listens, err := consecutive(*listen, *replicas)
+	if err != nil {
+		return fmt.Errorf("%w: --listen: %w", errUsage, err)
+	}
+	adminListens, err := consecutive(*adminListen, *replicas)
+	if err != nil {
+		return fmt.Errorf("%w: --admin-listen: %w", errUsage, err)
+	}
+	d, err := startDemo(ctx, listens, adminListens, addrs, *key, *limitedKey, stderr)
 	if err != nil {
 		return err
 	}
@@ -132,9 +147,33 @@ const demoConfigHeader = `# Switchyard demo configuration (switchyard demo --pri
 # set listen to :8080 inside a container, and see docs/configuration.md for every field.
 `
 
-// demo is a running simulated fleet plus the router in front of it.
+// consecutive returns n addresses on addr's host, from its port on; port 0 stays 0 (free ports).
+func consecutive(addr string, n int) ([]string, error) {
+	host, portText, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil || port < 0 || port+n-1 > 65535 {
+		return nil, fmt.Errorf("bad port in %q", addr)
+	}
+	out := make([]string, n)
+	for i := range n {
+		p := port
+		if p != 0 {
+			p += i
+		}
+		out[i] = net.JoinHostPort(host, strconv.Itoa(p))
+	}
+	return out, nil
+}
+
+// demo is a running simulated fleet plus the routers in front of it, and with more than one
+// router, the embedded etcd they share.
 type demo struct {
-	router  *Server
+	routers []*Server
+	etcd    *etcdembed.Cluster
+	etcdDir string
 	fleet   []*http.Server
 	sims    []*sim.Server
 	addrs   []string
@@ -142,8 +181,9 @@ type demo struct {
 	wg      sync.WaitGroup
 }
 
-// startDemo starts the fleet on addrs (port 0 picks a free one) and the router.
-func startDemo(ctx context.Context, listen, adminListen string, addrs []string, key, limitedKey string, logOut io.Writer) (*demo, error) {
+// startDemo starts the fleet on addrs (port 0 picks a free one) and a router per listen
+// address; several routers share an embedded single-member etcd.
+func startDemo(ctx context.Context, listens, adminListens, addrs []string, key, limitedKey string, logOut io.Writer) (*demo, error) {
 	d := &demo{members: demoFleet()}
 	var lc net.ListenConfig
 	for i, m := range d.members {
@@ -163,23 +203,45 @@ func startDemo(ctx context.Context, listen, adminListen string, addrs []string, 
 		d.addrs = append(d.addrs, ln.Addr().String())
 		d.wg.Go(func() { srv.Serve(ln) })
 	}
-	cfg := demoConfig(listen, adminListen, d.addrs, key, limitedKey)
-	cfg.Log.Level = "warn" // the demo's terminal is for the user's requests, not request logs
-	r, err := Start(ctx, cfg, WithLogOutput(logOut))
-	if err != nil {
-		d.shutdown()
-		return nil, err
+	if len(listens) > 1 {
+		var err error
+		if d.etcdDir, err = os.MkdirTemp("", "switchyard-demo-etcd-"); err == nil {
+			d.etcd, err = etcdembed.Start(d.etcdDir, 1)
+		}
+		if err != nil {
+			d.shutdown()
+			return nil, fmt.Errorf("demo etcd: %w", err)
+		}
 	}
-	d.router = r
+	for i := range listens {
+		cfg := demoConfig(listens[i], adminListens[i], d.addrs, key, limitedKey)
+		cfg.Log.Level = "warn" // the demo's terminal is for the user's requests, not request logs
+		if d.etcd != nil {
+			cfg.SetEtcd(d.etcd.Endpoints())
+			cfg.Cluster.ReplicaID = fmt.Sprintf("demo-%d", i)
+		}
+		r, err := Start(ctx, cfg, WithLogOutput(logOut))
+		if err != nil {
+			d.shutdown()
+			return nil, err
+		}
+		d.routers = append(d.routers, r)
+	}
 	return d, nil
 }
 
 func (d *demo) shutdown() error {
-	var err error
-	if d.router != nil {
+	var errs []error
+	for _, r := range d.routers {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err = d.router.Shutdown(ctx)
+		errs = append(errs, r.Shutdown(ctx))
 		cancel()
+	}
+	if d.etcd != nil {
+		d.etcd.Close()
+	}
+	if d.etcdDir != "" {
+		os.RemoveAll(d.etcdDir)
 	}
 	for _, s := range d.sims {
 		s.Close()
@@ -188,16 +250,23 @@ func (d *demo) shutdown() error {
 		srv.Close()
 	}
 	d.wg.Wait()
-	return err
+	return errors.Join(errs...)
 }
 
 func printDemoHelp(w io.Writer, d *demo, key, limitedKey string) {
-	base := "http://" + d.router.Addr()
+	router := d.routers[0]
+	base := "http://" + router.Addr()
 	fmt.Fprintf(w, "Switchyard demo: a simulated GPU fleet behind the router.\n\n")
 	for i, m := range d.members {
 		fmt.Fprintf(w, "  %-10s pool %-6s endpoint http://%s\n", m.sim.Model, m.pool, d.addrs[i])
 	}
-	fmt.Fprintf(w, "\nRouter:  %s   (metrics: http://%s/metrics)\n", base, d.router.AdminAddr())
+	fmt.Fprintf(w, "\nRouter:  %s   (metrics: http://%s/metrics)\n", base, router.AdminAddr())
+	for i, r := range d.routers[1:] {
+		fmt.Fprintf(w, "Replica %d: http://%s   (metrics: http://%s/metrics)\n", i+1, r.Addr(), r.AdminAddr())
+	}
+	if d.etcd != nil {
+		fmt.Fprintf(w, "Replicas share sessions and limits through the embedded etcd at %s (admin view: http://%s/cluster).\n", d.etcd.Endpoints(), router.AdminAddr())
+	}
 	fmt.Fprintf(w, "API keys: %s (ordinary), %s (5 requests and 2000 tokens a minute: see 429 at once)\n\nTry:\n", key, limitedKey)
 	auth := "-H 'Authorization: Bearer " + key + "' "
 	fmt.Fprintf(w, "  curl -s %s%s/v1/models\n", auth, base)
@@ -214,7 +283,21 @@ func printDemoHelp(w io.Writer, d *demo, key, limitedKey string) {
 	fmt.Fprintf(w, "  curl -s %s%s/v2/models/%s/infer -H 'content-type: application/json' \\\n"+
 		"    -d '{\"inputs\":[{\"name\":\"INPUT0\",\"shape\":[1,4],\"datatype\":\"INT32\",\"data\":[1,2,3,4]},"+
 		"{\"name\":\"INPUT1\",\"shape\":[1,4],\"datatype\":\"INT32\",\"data\":[10,20,30,40]}]}'\n", auth, base, demoTensorModel)
-	fmt.Fprintf(w, "  KServe v2 gRPC (also gRPC-Web and Connect) on the same address: %s, service inference.GRPCInferenceService\n", d.router.Addr())
+	fmt.Fprintf(w, "  KServe v2 gRPC (also gRPC-Web and Connect) on the same address: %s, service inference.GRPCInferenceService\n", router.Addr())
+	if len(d.routers) > 1 {
+		var bases []string
+		for _, r := range d.routers {
+			bases = append(bases, "http://"+r.Addr())
+		}
+		fmt.Fprintf(w, "\nAcross replicas: one conversation, its turns sent to each replica in turn, stays on one endpoint;\n"+
+			"the limited key's 5 requests a minute hold across all of them (replicas sync usage every 100ms):\n")
+		fmt.Fprintf(w, "  for b in %s; do curl -s -o /dev/null -w '%%{http_code} %%header{x-switchyard-endpoint}\\n' %s$b/v1/chat/completions \\\n"+
+			"    -H 'x-session-id: conv-1' -H 'content-type: application/json' -d '{\"model\":\"sim-small\",\"max_tokens\":8,\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}'; done\n",
+			strings.Join(bases, " "), auth)
+		fmt.Fprintf(w, "  for b in %s %s; do curl -s -o /dev/null -w '%%{http_code} ' -H 'Authorization: Bearer %s' $b/v1/chat/completions \\\n"+
+			"    -H 'content-type: application/json' -d '{\"model\":\"sim-small\",\"max_tokens\":8,\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}'; sleep 0.3; done; echo\n",
+			strings.Join(bases, " "), strings.Join(bases, " "), limitedKey)
+	}
 	fmt.Fprintf(w, "\nCtrl-C stops everything.\n")
 }
 

@@ -1,4 +1,4 @@
-package etcdtest
+package etcdembed
 
 import (
 	"errors"
@@ -35,7 +35,7 @@ type member struct {
 // are ready. Close stops them.
 func Start(dir string, n int) (*Cluster, error) {
 	if n < 1 {
-		return nil, errors.New("etcdtest: need at least one member")
+		return nil, errors.New("etcdembed: need at least one member")
 	}
 	c := &Cluster{dir: dir}
 	var initial []string
@@ -97,16 +97,16 @@ func (c *Cluster) startMember(m *member, fresh bool) error {
 	}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
-		return fmt.Errorf("etcdtest: starting %s: %w", m.name, err)
+		return fmt.Errorf("etcdembed: starting %s: %w", m.name, err)
 	}
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
 		e.Close()
-		return fmt.Errorf("etcdtest: %s: %w", m.name, err)
+		return fmt.Errorf("etcdembed: %s: %w", m.name, err)
 	case <-time.After(30 * time.Second):
 		e.Close()
-		return fmt.Errorf("etcdtest: %s not ready after 30s", m.name)
+		return fmt.Errorf("etcdembed: %s not ready after 30s", m.name)
 	}
 	c.mu.Lock()
 	m.etcd = e
@@ -194,14 +194,21 @@ func (c *Cluster) RestartAsync(i int) <-chan error {
 	return done
 }
 
-// Close stops every member and removes nothing: the caller owns dir.
+// Close stops every running member gracefully, in parallel, and waits for members stopped
+// earlier to finish closing. It removes nothing: the caller owns dir.
 func (c *Cluster) Close() {
-	for i := range c.members {
-		c.Stop(i)
+	var wg sync.WaitGroup
+	for i, m := range c.members {
+		c.mu.Lock()
+		e := m.etcd
+		m.etcd = nil
+		c.mu.Unlock()
+		if e != nil {
+			wg.Go(e.Close)
+		}
+		wg.Go(func() { c.wait(i) })
 	}
-	for i := range c.members {
-		c.wait(i)
-	}
+	wg.Wait()
 }
 
 // TempDir makes a directory for Start under the system temporary directory.
