@@ -99,7 +99,9 @@ func TestSessionsMoveOnceForEveryone(t *testing.T) {
 	var moved [2]string
 	var wg sync.WaitGroup
 	for i := range 2 {
-		wg.Go(func() { moved[i] = reps[i+1].Sessions().Bind(now, "conv", fmt.Sprint("ep-new-", i), "ep-dead", time.Minute) })
+		wg.Go(func() {
+			moved[i] = reps[i+1].Sessions().Bind(now, "conv", fmt.Sprint("ep-new-", i), "ep-dead", time.Minute)
+		})
 	}
 	wg.Wait()
 	if moved[0] != moved[1] || moved[0] == "ep-dead" {
