@@ -367,6 +367,9 @@ func TestClusterSurvivesEtcdFaults(t *testing.T) {
 	for _, r := range reps {
 		eventuallyWithin(t, 10*time.Second, "replica degraded", func() bool { return strings.Contains(readyz(t, r), "cluster: degraded") })
 	}
+	if _, m := httpGet(t, "http://"+reps[1].AdminAddr()+"/metrics"); !strings.Contains(m, `switchyard_cluster_mode{mode="degraded"} 1`) {
+		t.Error("metrics do not show the degraded mode")
+	}
 	// 162 admitted so far leaves 438, a share of 146 per replica; 24/s for 30 s offers 240 to each.
 	a, refused := offerLoad(t, reps, 24, 30*time.Second, send)
 	total += a
