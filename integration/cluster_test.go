@@ -482,3 +482,46 @@ func TestDemoReplicas(t *testing.T) {
 		t.Errorf("demo exit: %v", err)
 	}
 }
+
+// TestServeEtcdFlag: `switchyard serve --etcd` turns on the shared state without a config
+// file's cluster section; two such replicas see each other.
+func TestServeEtcdFlag(t *testing.T) {
+	ec := startEtcdCluster(t, 1)
+	sims := clusterFleet(t, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var admins []string
+	var dones []chan error
+	for range 2 {
+		pr, pw := io.Pipe()
+		done := make(chan error, 1)
+		dones = append(dones, done)
+		go func() {
+			done <- app.Main(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+				"--backend", "m=" + sims[0].URL, "--etcd", ec.Endpoints()}, pw, io.Discard)
+			pw.Close()
+		}()
+		line, err := bufio.NewReader(pr).ReadString('\n')
+		if err != nil {
+			t.Fatalf("serve printed nothing: %v", err)
+		}
+		go io.Copy(io.Discard, pr)
+		i := strings.Index(line, "(admin http://")
+		if i < 0 {
+			t.Fatalf("serve printed %q", line)
+		}
+		admins = append(admins, strings.TrimSuffix(strings.TrimSpace(line[i+len("(admin http://"):]), ")"))
+	}
+	for _, a := range admins {
+		eventually(t, "two members sharing state", func() bool {
+			_, body := httpGet(t, "http://"+a+"/readyz")
+			return strings.Contains(body, "cluster: shared, 2 members")
+		})
+	}
+	cancel()
+	for _, d := range dones {
+		if err := <-d; err != nil {
+			t.Errorf("serve exit: %v", err)
+		}
+	}
+}

@@ -2,11 +2,15 @@ package etcd_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/switchyard-ai/switchyard/cluster"
 	"github.com/switchyard-ai/switchyard/cluster/etcd"
@@ -281,4 +285,51 @@ func TestSessionsBindLocallyWhileEtcdIsAwayThenReconcile(t *testing.T) {
 		ep, ok := reps[1].Sessions().Get(time.Now(), "conv")
 		return ok && ep == "ep-a"
 	})
+}
+
+// TestUsernamePassword: with etcd authentication on, a replica joins with the right password
+// and is refused, at Open, with a wrong one.
+func TestUsernamePassword(t *testing.T) {
+	ec := startEtcd(t, 1)
+	admin, err := clientv3.New(clientv3.Config{Endpoints: ec.List(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	ctx := context.Background()
+	for _, step := range []func() error{
+		func() error { _, err := admin.UserAdd(ctx, "root", "root-pw"); return err },
+		func() error { _, err := admin.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := admin.UserAdd(ctx, "router", "s3cret"); return err },
+		func() error { _, err := admin.RoleAdd(ctx, "switchyard"); return err },
+		func() error {
+			_, err := admin.RoleGrantPermission(ctx, "switchyard", "/switchyard/", clientv3.GetPrefixRangeEnd("/switchyard/"), clientv3.PermissionType(clientv3.PermReadWrite))
+			return err
+		},
+		func() error { _, err := admin.UserGrantRole(ctx, "router", "switchyard"); return err },
+		func() error { _, err := admin.AuthEnable(ctx); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := etcd.Config{Endpoints: ec.List(), Username: "router", Password: "wrong", DialTimeout: 2 * time.Second}
+	if c, err := etcd.Open(ctx, cfg); err == nil {
+		c.Close()
+		t.Fatal("Open succeeded with a wrong password")
+	} else if !errors.Is(err, etcd.ErrUnavailable) {
+		t.Errorf("wrong password: %v, want ErrUnavailable", err)
+	}
+	cfg.Password = "s3cret"
+	c, err := etcd.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if ep := c.Sessions().Bind(time.Now(), "conv", "ep-1", "", time.Minute); ep != "ep-1" {
+		t.Errorf("bind with auth = %q", ep)
+	}
+	if st := c.Status(); st.Mode != cluster.ModeShared {
+		t.Errorf("status with auth = %+v", st)
+	}
 }
