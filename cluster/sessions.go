@@ -15,3 +15,17 @@ type Sessions interface {
 	// settle the race, within a bounded time, and answers locally when the store is away.
 	Bind(now time.Time, key, endpoint, prev string, ttl time.Duration) (bound string)
 }
+
+// Binding is a session binding as an operator sees it.
+type Binding struct {
+	Key      string    `json:"key"` // the store's key: pool name, "|", session key
+	Endpoint string    `json:"endpoint"`
+	Expires  time.Time `json:"expires"`
+}
+
+// SessionAdmin lets an operator inspect and remove bindings. Lookup does not refresh the
+// binding's TTL. Delete removes it everywhere; the session's next request binds afresh.
+type SessionAdmin interface {
+	Lookup(now time.Time, key string) (Binding, bool)
+	Delete(key string) error
+}

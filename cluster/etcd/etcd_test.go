@@ -333,3 +333,19 @@ func TestUsernamePassword(t *testing.T) {
 		t.Errorf("status with auth = %+v", st)
 	}
 }
+
+func TestSessionsLookupAndDelete(t *testing.T) {
+	ec := startEtcd(t, 1)
+	reps := openReplicas(t, ec, 2, nil)
+	now := time.Now()
+	reps[0].Sessions().Bind(now, "p|conv", "ep-1", "", time.Minute)
+	eventually(t, 5*time.Second, "binding mirrored", func() bool { _, ok := reps[1].Sessions().Lookup(time.Now(), "p|conv"); return ok })
+	b, _ := reps[1].Sessions().Lookup(time.Now(), "p|conv")
+	if b.Endpoint != "ep-1" || b.Expires.Before(now.Add(59*time.Second)) {
+		t.Errorf("lookup = %+v", b)
+	}
+	if err := reps[1].Sessions().Delete("p|conv"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "deletion mirrored", func() bool { _, ok := reps[0].Sessions().Lookup(time.Now(), "p|conv"); return !ok })
+}

@@ -369,3 +369,32 @@ func (l *leaseBuckets) forget(now time.Time) {
 		}
 	}
 }
+
+var _ cluster.SessionAdmin = (*Sessions)(nil)
+
+// Lookup implements cluster.SessionAdmin from the local mirror.
+func (s *Sessions) Lookup(now time.Time, key string) (cluster.Binding, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e := s.byKey[key]
+	if e == nil || !now.Before(e.expires) {
+		return cluster.Binding{}, false
+	}
+	return cluster.Binding{Key: key, Endpoint: e.endpoint, Expires: e.expires}, true
+}
+
+// Delete implements cluster.SessionAdmin: it deletes the binding in etcd (every replica's
+// mirror follows) and here.
+func (s *Sessions) Delete(key string) error {
+	ctx, cancel := s.c.request(context.Background())
+	defer cancel()
+	s.c.writes.Add(1)
+	_, err := s.c.cli.Delete(ctx, s.prefix()+key)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	delete(s.byKey, key)
+	s.mu.Unlock()
+	return nil
+}

@@ -84,3 +84,28 @@ func (s *Sessions) Len() int {
 	defer s.mu.Unlock()
 	return s.lru.Len()
 }
+
+var _ cluster.SessionAdmin = (*Sessions)(nil)
+
+// Lookup implements cluster.SessionAdmin.
+func (s *Sessions) Lookup(now time.Time, key string) (cluster.Binding, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.byKey[key]
+	if !ok || now.After(e.Value.(*binding).expires) {
+		return cluster.Binding{}, false
+	}
+	b := e.Value.(*binding)
+	return cluster.Binding{Key: key, Endpoint: b.endpoint, Expires: b.expires}, true
+}
+
+// Delete implements cluster.SessionAdmin.
+func (s *Sessions) Delete(key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.byKey[key]; ok {
+		s.lru.Remove(e)
+		delete(s.byKey, key)
+	}
+	return nil
+}

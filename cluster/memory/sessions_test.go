@@ -60,3 +60,20 @@ func TestSessionsBounded(t *testing.T) {
 		t.Error("least recently used binding kept")
 	}
 }
+
+func TestSessionsLookupAndDelete(t *testing.T) {
+	s := memory.NewSessions(0)
+	t0 := time.Unix(1000, 0)
+	s.Bind(t0, "p|conv", "ep-a", "", time.Minute)
+	b, ok := s.Lookup(t0.Add(50*time.Second), "p|conv")
+	if !ok || b.Endpoint != "ep-a" || !b.Expires.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("Lookup = %+v, %v (must not refresh)", b, ok)
+	}
+	if _, ok := s.Lookup(t0.Add(61*time.Second), "p|conv"); ok {
+		t.Error("expired binding looked up")
+	}
+	s.Delete("p|conv")
+	if _, ok := s.Get(t0, "p|conv"); ok {
+		t.Error("deleted binding still served")
+	}
+}
