@@ -28,6 +28,7 @@ type Endpoint struct {
 	flights   flights
 	failures  atomic.Int32
 	downUntil atomic.Int64 // unix nanoseconds; 0 when healthy
+	drained   atomic.Bool
 }
 
 // Cool-off after consecutive connection failures: 1s, 2s, 4s ... capped at 30s.
@@ -40,6 +41,14 @@ const (
 // after connection failures. An endpoint whose cool-off has passed gets traffic again, and the
 // next request to it is the probe that decides whether it stays in.
 func (e *Endpoint) Healthy(now time.Time) bool { return now.UnixNano() >= e.downUntil.Load() }
+
+// Drained reports whether an operator took the endpoint out of rotation: pickers skip it and
+// sessions bound to it move, while requests already sent to it finish.
+func (e *Endpoint) Drained() bool { return e.drained.Load() }
+
+// SetDrained takes the endpoint out of rotation (true) or returns it (false). Safe for
+// concurrent use.
+func (e *Endpoint) SetDrained(drained bool) { e.drained.Store(drained) }
 
 // MarkFailed records a failure to reach the endpoint at now and ejects it for a cool-off
 // that doubles with each consecutive failure.

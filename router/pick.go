@@ -38,7 +38,7 @@ func (p *LeastInFlight) Pick(pool *backends.Pool, _ *Request, skip func(*backend
 	ties := 0
 	now := p.now()
 	for _, ep := range pool.Endpoints {
-		if (skip != nil && skip(ep)) || !ep.Healthy(now) {
+		if (skip != nil && skip(ep)) || ep.Drained() || !ep.Healthy(now) {
 			continue
 		}
 		load := ep.InFlight()

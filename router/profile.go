@@ -91,7 +91,7 @@ func (p *Profile) Pick(pool *backends.Pool, req *Request, skip func(*backends.En
 	defer p.scratch.Put(sc)
 	cands := sc.cands[:0]
 	for _, ep := range pool.Endpoints {
-		if (skip != nil && skip(ep)) || !ep.Healthy(t) {
+		if (skip != nil && skip(ep)) || ep.Drained() || !ep.Healthy(t) {
 			continue
 		}
 		c := Candidate{Endpoint: ep, InFlight: ep.InFlight()}

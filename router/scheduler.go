@@ -138,11 +138,11 @@ func (s *Scheduler) pickOnce(req *Request, skip func(*backends.Endpoint) bool) (
 	return res, nil
 }
 
-// sticky reports whether a session may stay on ep: healthy, and not saturated beyond the
-// margin by its latest fresh stats (unknown stats do not move a session).
+// sticky reports whether a session may stay on ep: healthy, not drained, and not saturated
+// beyond the margin by its latest fresh stats (unknown stats do not move a session).
 func (s *Scheduler) sticky(ep *backends.Endpoint) bool {
 	now := s.now()
-	if !ep.Healthy(now) {
+	if ep.Drained() || !ep.Healthy(now) {
 		return false
 	}
 	st := ep.Stats()
@@ -353,7 +353,7 @@ func (r *RoundRobin) Pick(pool *backends.Pool, _ *Request, skip func(*backends.E
 	now := time.Now()
 	for i := range n {
 		ep := pool.Endpoints[(start+uint64(i))%uint64(n)]
-		if (skip == nil || !skip(ep)) && ep.Healthy(now) {
+		if (skip == nil || !skip(ep)) && !ep.Drained() && ep.Healthy(now) {
 			return PickResult{Endpoint: ep, Done: ep.Acquire()}, nil
 		}
 	}
