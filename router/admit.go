@@ -14,12 +14,24 @@ const defaultOutputTokens = 256
 // Either may be nil: no authenticator admits everyone anonymously, no limiter limits nothing.
 // outputTokens is reserved for requests that set no max tokens (default 256).
 func WithPolicy(auth *policy.Authenticator, limits *policy.Limiter, outputTokens int) Option {
-	return func(r *Router) {
-		r.auth, r.limits = auth, limits
-		if outputTokens > 0 {
-			r.outputTokens = outputTokens
-		}
+	return func(r *Router) { r.SetPolicy(auth, limits, outputTokens) }
+}
+
+// gate is one immutable policy snapshot; requests load it once and keep it.
+type gate struct {
+	auth         *policy.Authenticator
+	limits       *policy.Limiter
+	outputTokens int
+}
+
+// SetPolicy replaces the policy that WithPolicy set, atomically: requests admitted before
+// keep the old one, later ones see the new one. Arguments are as for WithPolicy. Safe for
+// concurrent use.
+func (r *Router) SetPolicy(auth *policy.Authenticator, limits *policy.Limiter, outputTokens int) {
+	if outputTokens <= 0 {
+		outputTokens = defaultOutputTokens
 	}
+	r.gate.Store(&gate{auth: auth, limits: limits, outputTokens: outputTokens})
 }
 
 // WithDefaultPriority names the class of requests that name none and whose caller has no
@@ -52,10 +64,14 @@ var anonymous = &policy.Identity{Tenant: "anonymous", Subject: "anonymous", Meth
 
 // Identify authenticates a caller without admitting a request (model listings).
 func (r *Router) Identify(ctx context.Context, creds policy.Credentials) (*policy.Identity, error) {
-	if r.auth == nil {
+	return r.gate.Load().identify(ctx, creds)
+}
+
+func (g *gate) identify(ctx context.Context, creds policy.Credentials) (*policy.Identity, error) {
+	if g.auth == nil {
 		return anonymous, nil
 	}
-	id, err := r.auth.Authenticate(ctx, creds)
+	id, err := g.auth.Authenticate(ctx, creds)
 	if err != nil {
 		return nil, &Error{Code: CodeUnauthenticated, Reason: "invalid_api_key", Message: err.Error(), Err: err}
 	}
@@ -69,7 +85,8 @@ func (r *Router) Identify(ctx context.Context, creds policy.Credentials) (*polic
 // authorized but not charged. Everything runs on local state; nothing waits on the network
 // except a JWT whose signing key is unknown (see policy.JWTVerifier).
 func (r *Router) Admit(ctx context.Context, req *Request, creds policy.Credentials) (*Admission, error) {
-	id, err := r.Identify(ctx, creds)
+	g := r.gate.Load()
+	id, err := g.identify(ctx, creds)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +109,7 @@ func (r *Router) Admit(ctx context.Context, req *Request, creds policy.Credentia
 		return nil, err
 	}
 	a := &Admission{Identity: id}
-	if r.limits == nil || req.Operation == OpMetadata {
+	if g.limits == nil || req.Operation == OpMetadata {
 		return a, nil
 	}
 	var tokens int64
@@ -100,22 +117,24 @@ func (r *Router) Admit(ctx context.Context, req *Request, creds policy.Credentia
 	case OpChat, OpCompletion:
 		out := req.MaxTokens
 		if out <= 0 {
-			out = r.outputTokens
+			out = g.outputTokens
 		}
 		tokens = int64(req.PromptTokens + out)
 	case OpEmbedding:
 		tokens = int64(req.PromptTokens)
 	}
-	res, err := r.limits.Reserve(policy.Subject{Tenant: id.Tenant, Model: route.TargetModel, Route: route.Model}, tokens)
+	res, err := g.limits.Reserve(policy.Subject{Tenant: id.Tenant, Model: route.TargetModel, Route: route.Model}, tokens)
 	if err != nil {
 		var d *policy.Denial
 		if errors.As(err, &d) {
+			r.metrics.limited(d.Limit.Name)
 			return nil, &Error{Code: CodeResourceExhausted, Reason: "rate_limit_exceeded", RetryAfter: d.RetryAfter,
 				Message: "Rate limit " + d.Limit.Name + " reached for tenant " + id.Tenant + "; retry later.", Err: d}
 		}
 		return nil, err
 	}
 	a.reservation = res
+	r.metrics.limited("")
 	return a, nil
 }
 
@@ -124,11 +143,11 @@ func (r *Router) Admit(ctx context.Context, req *Request, creds policy.Credentia
 func (r *Router) ReservedTokens(req *Request) int64 {
 	out := req.MaxTokens
 	if out <= 0 {
-		out = r.outputTokens
+		out = r.gate.Load().outputTokens
 	}
 	return int64(req.PromptTokens + out)
 }
 
 // LimitsTokens reports whether token limits may apply, so a front door knows to ask streaming
 // upstreams for their usage.
-func (r *Router) LimitsTokens() bool { return r.limits != nil }
+func (r *Router) LimitsTokens() bool { return r.gate.Load().limits != nil }

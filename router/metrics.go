@@ -18,6 +18,8 @@ type Metrics struct {
 	overflow *prometheus.CounterVec
 	shed     *prometheus.CounterVec
 	sessions *prometheus.CounterVec
+	genai    *genAIMetrics
+	limits   *limitMetrics
 }
 
 // latencyBuckets span a 1 ms proxy hop to a multi-minute generation.
@@ -64,6 +66,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Picks for requests with a session key, by outcome: stuck (to the bound endpoint), bound (new binding), moved (binding moved off an unhealthy or saturated endpoint), adopted (another replica bound it first; its choice followed), unbound (another replica bound it first to an endpoint unfit here).",
 	}, []string{"outcome"})
 	reg.MustRegister(m.requests, m.duration, m.ttfb, m.inflight, m.retries, m.decision, m.overflow, m.shed, m.sessions)
+	m.genai = newGenAIMetrics(reg)
+	m.limits = newLimitMetrics(reg)
 	return m
 }
 
@@ -75,6 +79,14 @@ type Outcome struct {
 	Status    string // protocol status, e.g. "200" or "NOT_FOUND"
 	Duration  time.Duration
 	FirstByte time.Duration // 0 when no body byte was sent
+
+	// For the GenAI series: what was asked and what answered.
+	Operation    Operation
+	TargetModel  string // the concrete model served (a virtual model's choice); "" = Model
+	Tenant       string // "" when unauthenticated or refused before identification
+	Failed       bool   // the request did not succeed; Status says how
+	InputTokens  int64  // as the model server reported them; 0 when it did not
+	OutputTokens int64
 }
 
 // Observe records a finished request. Safe on a nil *Metrics.
@@ -91,6 +103,7 @@ func (m *Metrics) Observe(o Outcome) {
 	if o.FirstByte > 0 {
 		m.ttfb.WithLabelValues(string(o.Protocol), model).Observe(o.FirstByte.Seconds())
 	}
+	m.genai.observe(o, model)
 }
 
 func (m *Metrics) inflightGauge(p Protocol, model string) prometheus.Gauge {

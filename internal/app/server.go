@@ -37,6 +37,7 @@ type Server struct {
 	adminLn net.Listener
 	pools   []*backends.Pool
 	shared  *shared
+	metrics *prometheus.Registry
 	ready   atomic.Bool
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
@@ -82,6 +83,7 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 	if err != nil {
 		return nil, err
 	}
+	reg.MustRegister(newEndpointCollector(func() []*backends.Pool { return pools }))
 	auth, limiter, verifier, err := buildPolicy(ctx, cfg, sh.counters)
 	if err != nil {
 		return nil, err
@@ -91,7 +93,7 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 		router.WithPolicy(auth, limiter, cfg.Limits.DefaultOutputTokens))
 	rt.Swap(router.NewTable(routes, virtual...))
 	front := openai.NewHandler(rt,
-		openai.WithMaxBodyBytes(cfg.Server.MaxBodyBytes),
+		openai.WithMaxBodyBytes(cfg.Server.MaxBodyBytes), openai.WithMaxJSONDepth(cfg.Server.MaxJSONDepth),
 		openai.WithSessionHeader(cfg.Routing.SessionHeader), openai.WithSessionFromUser(cfg.Routing.SessionFromUser),
 		openai.WithPriorities(cfg.Routing.PriorityHeader, cfg.Routing.PriorityClasses, cfg.Routing.DefaultPriority),
 		openai.WithRoutingHeaders(*cfg.Routing.ResponseHeaders),
@@ -100,14 +102,15 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 		openai.WithRealtimeLimits(openai.RealtimeLimits{Idle: cfg.OpenAI.Realtime.IdleTimeout.D(), MaxDuration: cfg.OpenAI.Realtime.MaxDuration.D()}),
 		openai.WithPassthrough(passthroughPaths(cfg.OpenAI.Passthrough)...))
 
-	s := &Server{log: log, drain: cfg.Server.DrainTimeout.D(), pools: pools, shared: sh}
+	s := &Server{log: log, drain: cfg.Server.DrainTimeout.D(), pools: pools, shared: sh, metrics: reg}
 	ks := kserve.NewHandler(rt,
 		kserve.WithLogger(log), kserve.WithMetrics(metrics),
 		kserve.WithServerInfo(Version, s.ready.Load),
 		kserve.WithSessionHeader(cfg.Routing.SessionHeader),
 		kserve.WithPriorities(cfg.Routing.PriorityHeader, cfg.Routing.PriorityClasses, cfg.Routing.DefaultPriority),
 		kserve.WithRoutingHeaders(*cfg.Routing.ResponseHeaders),
-		kserve.WithLimits(kserve.DefaultMaxElements, cfg.Server.MaxBodyBytes))
+		kserve.WithLimits(cfg.Server.MaxTensorElements, cfg.Server.MaxBodyBytes),
+		kserve.WithMaxMessageBytes(cfg.Server.MaxGRPCMessageBytes))
 	dataMux := http.NewServeMux()
 	dataMux.Handle("/", front)
 	dataMux.Handle("/v2/", ks)
@@ -118,9 +121,11 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 	protocols.SetUnencryptedHTTP2(true)
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	s.data = &http.Server{
-		Handler: dataMux, Protocols: protocols, ErrorLog: errLog,
+		Handler: newClientLimits(dataMux, cfg.Server, front, ks, ks.GRPCPath()), Protocols: protocols, ErrorLog: errLog,
 		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(), IdleTimeout: cfg.Server.IdleTimeout.D(),
-		MaxHeaderBytes: 1 << 20,
+		// Headers up to twice the limit reach clientLimits, which answers in the protocol.
+		MaxHeaderBytes: 2 * cfg.Server.MaxHeaderBytes,
+		HTTP2:          &http.HTTP2Config{MaxConcurrentStreams: cfg.Server.MaxConcurrentStreams},
 	}
 	adminMux := http.NewServeMux()
 	adminMux.Handle("GET /metrics", adminAuth(cfg.Admin.APIKeys, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: errLog})))
@@ -252,7 +257,7 @@ func buildRoutes(cfg *config.Config, metrics *router.Metrics, sessions cluster.S
 		p := backends.NewPool(pc.Name, eps, client, format)
 		if pc.Protocol == "kserve" {
 			g, err := backends.NewGRPCClient(eps, backends.GRPCOptions{ConnectTimeout: u.ConnectTimeout.D(),
-				MaxMessageBytes: int(cfg.Server.MaxBodyBytes), TLS: opts.TLS})
+				MaxMessageBytes: int(cfg.Server.MaxGRPCMessageBytes), TLS: opts.TLS})
 			if err != nil {
 				return nil, nil, nil, nil, fmt.Errorf("pool %s: %w", pc.Name, err)
 			}
@@ -375,6 +380,9 @@ func newLogger(w io.Writer, c config.Log) *slog.Logger {
 
 // Addr is the bound data-plane address.
 func (s *Server) Addr() string { return s.dataLn.Addr().String() }
+
+// Metrics returns the registry behind the admin /metrics: every series the router exports.
+func (s *Server) Metrics() prometheus.Collector { return s.metrics }
 
 // AdminAddr is the bound admin address.
 func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }

@@ -31,6 +31,7 @@ type Handler struct {
 	routingHeaders bool
 	maxElements    int64
 	maxBody        int64
+	maxMessage     int64
 
 	grpcPath string
 	grpc     http.Handler
@@ -78,13 +79,13 @@ func NewHandler(rt *router.Router, opts ...Option) *Handler {
 		rt: rt, log: slog.Default(), version: "dev", ready: func() bool { return true },
 		sessionHeader: "x-session-id", priorityHeader: "x-priority",
 		priorities: []string{"critical", "standard", "sheddable"}, defaultClass: "standard",
-		routingHeaders: true, maxElements: DefaultMaxElements, maxBody: 32 << 20,
+		routingHeaders: true, maxElements: DefaultMaxElements, maxBody: 32 << 20, maxMessage: 32 << 20,
 	}
 	for _, o := range opts {
 		o(h)
 	}
 	h.grpcPath, h.grpc = inferenceconnect.NewGRPCInferenceServiceHandler(&service{h: h},
-		connect.WithReadMaxBytes(int(h.maxBody)), connect.WithInterceptors(h.observe()))
+		connect.WithReadMaxBytes(int(h.maxMessage)), connect.WithInterceptors(h.observe()))
 	h.rest = h.restMux()
 	return h
 }
@@ -163,8 +164,12 @@ func (h *Handler) finish(what, wire string, hdr http.Header, start time.Time, er
 	if _, rerr := h.rt.Resolve(router.ProtocolKServe, model); rerr != nil {
 		model = "" // only configured models become metric labels
 	}
+	op := router.OpMetadata
+	if strings.Contains(strings.ToLower(what), "infer") {
+		op = router.OpInfer
+	}
 	h.metrics.Observe(router.Outcome{Protocol: router.ProtocolKServe, Model: model, Endpoint: endpoint,
-		Status: code, Duration: d})
+		Status: code, Duration: d, Operation: op, Failed: err != nil})
 	attrs := []slog.Attr{slog.String("call", what), slog.String("wire", wire), slog.String("status", code),
 		slog.Duration("duration", d)}
 	if id := hdr.Get("x-request-id"); id != "" {

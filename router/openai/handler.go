@@ -27,6 +27,7 @@ import (
 type Handler struct {
 	rt              *router.Router
 	maxBody         int64
+	maxJSONDepth    int
 	sessionHeader   string
 	sessionFromUser bool
 	priorityHeader  string
@@ -76,7 +77,7 @@ func WithMetrics(m *router.Metrics) Option { return func(h *Handler) { h.metrics
 // NewHandler returns the OpenAI front door over rt.
 func NewHandler(rt *router.Router, opts ...Option) *Handler {
 	h := &Handler{
-		rt: rt, maxBody: 32 << 20, sessionHeader: "x-session-id", priorityHeader: "x-priority",
+		rt: rt, maxBody: 32 << 20, maxJSONDepth: DefaultMaxJSONDepth, sessionHeader: "x-session-id", priorityHeader: "x-priority",
 		priorities: []string{"critical", "standard", "sheddable"}, defaultClass: "standard",
 		routingHeaders: true, log: slog.Default(), created: time.Now().Unix(),
 		bindingTTL: 24 * time.Hour, realtime: RealtimeLimits{Idle: 5 * time.Minute, MaxDuration: time.Hour},
@@ -142,6 +143,11 @@ type exchange struct {
 	model     string
 	endpoint  string
 	attempts  int
+	// For the GenAI metrics.
+	op            router.Operation
+	target        string // concrete model served
+	tenant        string
+	input, output int64 // tokens the answer reported
 }
 
 func (x *exchange) WriteHeader(code int) {
@@ -226,7 +232,7 @@ func (h *Handler) serve(x *exchange, r *http.Request, id string) error {
 	if err != nil {
 		return err
 	}
-	p, err := peek(body)
+	p, err := peekLimit(body, h.maxJSONDepth)
 	if err != nil {
 		return peekFailure(err)
 	}
@@ -312,8 +318,13 @@ func (h *Handler) admitAndServe(x *exchange, r *http.Request, req *router.Reques
 	if err != nil {
 		return err
 	}
+	x.op = req.Operation
+	if adm.Identity != nil {
+		x.tenant = adm.Identity.Tenant
+	}
 	attempt := func(ctx context.Context, t router.Target) error {
 		x.endpoint = t.Endpoint.Name
+		x.target = t.Route.TargetModel
 		x.attempts++
 		return h.forward(ctx, x, req, t, u, send)
 	}
@@ -331,6 +342,7 @@ func (h *Handler) admitAndServe(x *exchange, r *http.Request, req *router.Reques
 		err = h.rt.Serve(r.Context(), req, attempt)
 	}
 	h.settle(adm, x, req, u, err)
+	x.input, x.output = u.input, u.output
 	return err
 }
 
@@ -356,6 +368,8 @@ type usage struct {
 	askUsage  bool  // the upstream was asked for a usage chunk the client did not ask for
 	responses bool  // the answer is the Responses API's: usage in its final event
 	total     int64 // usage.total_tokens (or input plus output tokens), once seen
+	input     int64 // prompt or input tokens, once seen
+	output    int64 // completion or output tokens, once seen
 	events    int64 // stream events relayed, a floor for output tokens when no usage came
 	// finished is set by a Responses stream's terminal event, which stands for [DONE].
 	finished bool
@@ -378,6 +392,7 @@ func (u *usage) scan(b []byte) {
 	if j := bytes.IndexByte(b, '{'); j >= 0 && json.Unmarshal(bytes.TrimSpace(trimData(b[j:])), &v) == nil {
 		if t := v.Usage.sum(); t > 0 {
 			u.total = t
+			u.input, u.output = v.Usage.Prompt+v.Usage.Input, v.Usage.Completion+v.Usage.Output
 		}
 	}
 }
@@ -686,7 +701,9 @@ func (h *Handler) finish(x *exchange, r *http.Request, id string, err error) {
 		status = 499 // nothing written: the client left first
 	}
 	h.metrics.Observe(router.Outcome{Protocol: router.ProtocolOpenAI, Model: x.model, Endpoint: x.endpoint,
-		Status: strconv.Itoa(status), Duration: d, FirstByte: x.firstByte})
+		Status: strconv.Itoa(status), Duration: d, FirstByte: x.firstByte,
+		Operation: x.op, TargetModel: x.target, Tenant: x.tenant, Failed: status >= 400 || err != nil,
+		InputTokens: x.input, OutputTokens: x.output})
 	attrs := []slog.Attr{
 		slog.String("id", id), slog.String("method", r.Method), slog.String("path", r.URL.Path),
 		slog.Int("status", status), slog.Duration("duration", d), slog.Duration("ttfb", x.firstByte),
