@@ -88,11 +88,7 @@ func (s manifestSet) render(t *testing.T) []byte {
 			t.Fatal(err)
 		}
 		for _, o := range objs {
-			b, err := yaml.Marshal(o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(append(out, "---\n"...), b...)
+			out = append(append(out, "---\n"...), mustYAML(t, o)...)
 		}
 	}
 	golden := filepath.Join("testdata", s.name+".yaml")
@@ -109,6 +105,15 @@ func (s manifestSet) render(t *testing.T) []byte {
 		t.Errorf("rendered output differs from %s; if the change is intended, run go test ./deploy -update\n%s", golden, firstDiff(want, out))
 	}
 	return out
+}
+
+func mustYAML(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := yaml.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func firstDiff(want, got []byte) string {
@@ -597,5 +602,37 @@ func checkProbesServed(t *testing.T, d *appsv1.Deployment, cfg *config.Config) {
 		if resp.StatusCode != 200 {
 			t.Errorf("admin %s: %s", p, resp.Status)
 		}
+	}
+}
+
+// TestOverlayConfigsAgree keeps the configurations that overlays carry whole in step with
+// the base's: the TLS overlay's differs only in server.tls.
+func TestOverlayConfigsAgree(t *testing.T) {
+	load := func(dir string) *config.Config {
+		t.Helper()
+		objs, err := kustomize(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range objs {
+			if o["kind"] == "ConfigMap" {
+				data := []byte(o["data"].(map[string]any)["switchyard.yaml"].(string))
+				cfg, err := config.Parse(data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return cfg
+			}
+		}
+		t.Fatalf("%s: no ConfigMap", dir)
+		return nil
+	}
+	base, tls := load("kustomize/base"), load("kustomize/overlays/tls")
+	if tls.Server.TLS == nil {
+		t.Fatal("the TLS overlay's configuration has no server.tls")
+	}
+	tls.Server.TLS = nil
+	if b, o := base.Marshal(), tls.Marshal(); !bytes.Equal(b, o) {
+		t.Errorf("the TLS overlay's configuration differs from the base's beyond server.tls:\n%s", firstDiff(b, o))
 	}
 }
