@@ -8,11 +8,11 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"strings"
 
 	"github.com/switchyard-ai/switchyard/cluster"
 	"github.com/switchyard-ai/switchyard/internal/config"
 	"github.com/switchyard-ai/switchyard/policy"
+	"github.com/switchyard-ai/switchyard/router"
 )
 
 // buildPolicy turns the auth, tenants and limits settings into the authenticator and limiter
@@ -91,8 +91,25 @@ func serverTLS(t *config.ServerTLS, getCert func(*tls.ClientHelloInfo) (*tls.Cer
 // adminAuth requires one of the admin keys as a bearer token; with none configured, the
 // handler is open.
 func adminAuth(hashes []string, next http.Handler) http.Handler {
-	if len(hashes) == 0 {
+	allowed := adminKeys(hashes)
+	if allowed == nil {
 		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if allowed(router.BearerToken(r.Header)) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="switchyard-admin"`)
+		http.Error(w, "admin credentials required", http.StatusUnauthorized)
+	})
+}
+
+// adminKeys returns the check that a bearer token is one of the admin keys (SHA-256 digests,
+// compared in constant time), or nil when none is configured.
+func adminKeys(hashes []string) func(token string) bool {
+	if len(hashes) == 0 {
+		return nil
 	}
 	var sums [][32]byte
 	for _, h := range hashes {
@@ -101,18 +118,15 @@ func adminAuth(hashes []string, next http.Handler) http.Handler {
 			sums = append(sums, sum)
 		}
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a := r.Header.Get("Authorization")
-		if len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
-			got, _ := policy.ParseKeyHash(policy.HashKey(strings.TrimSpace(a[7:])))
-			for _, s := range sums {
-				if subtle.ConstantTimeCompare(got[:], s[:]) == 1 {
-					next.ServeHTTP(w, r)
-					return
-				}
-			}
+	return func(token string) bool {
+		if token == "" {
+			return false
 		}
-		w.Header().Set("WWW-Authenticate", `Bearer realm="switchyard-admin"`)
-		http.Error(w, "admin credentials required", http.StatusUnauthorized)
-	})
+		got, _ := policy.ParseKeyHash(policy.HashKey(token))
+		ok := false
+		for _, s := range sums {
+			ok = subtle.ConstantTimeCompare(got[:], s[:]) == 1 || ok
+		}
+		return ok
+	}
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/switchyard-ai/switchyard/backends"
 	"github.com/switchyard-ai/switchyard/cluster"
+	"github.com/switchyard-ai/switchyard/internal/admin"
 	"github.com/switchyard-ai/switchyard/internal/config"
 	"github.com/switchyard-ai/switchyard/router"
 	"github.com/switchyard-ai/switchyard/router/kserve"
@@ -43,6 +44,10 @@ type Server struct {
 	wg      sync.WaitGroup
 	once    sync.Once
 	err     error
+
+	// adminAPI serves the admin API; effective is the configuration it shows.
+	adminAPI  *admin.Handler
+	effective atomic.Pointer[effectiveConfig]
 }
 
 // StartOption configures Start.
@@ -79,7 +84,11 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 		}
 	}()
 	sh.register(reg)
-	pools, routes, virtual, scheds, err := buildRoutes(cfg, metrics, sh.sessions)
+	tr, err := newTracing(ctx, cfg.Tracing)
+	if err != nil {
+		return nil, fmt.Errorf("tracing: %w", err)
+	}
+	pools, routes, virtual, scheds, err := buildRoutes(cfg, metrics, sh.sessions, tr)
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +97,7 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 	if err != nil {
 		return nil, err
 	}
-	rt := router.New(router.WithMetrics(metrics), router.WithPriorityClasses(cfg.Routing.PriorityClasses),
+	rt := router.New(router.WithMetrics(metrics), router.WithTracer(tr.routerTracer()), router.WithPriorityClasses(cfg.Routing.PriorityClasses),
 		router.WithDefaultPriority(cfg.Routing.DefaultPriority), router.WithShedClasses(cfg.Routing.ShedClasses),
 		router.WithPolicy(auth, limiter, cfg.Limits.DefaultOutputTokens))
 	rt.Swap(router.NewTable(routes, virtual...))
@@ -149,7 +158,11 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 			List []cluster.Member `json:"member_list"`
 		}{sh.status(), sh.members()})
 	})))
-	s.admin = &http.Server{Handler: adminMux, ErrorLog: errLog, ReadHeaderTimeout: 10 * time.Second}
+	s.mountAdminAPI(adminMux, cfg, rt)
+	adminProtocols := new(http.Protocols) // h2c carries the admin API's gRPC
+	adminProtocols.SetHTTP1(true)
+	adminProtocols.SetUnencryptedHTTP2(true)
+	s.admin = &http.Server{Handler: adminMux, Protocols: adminProtocols, ErrorLog: errLog, ReadHeaderTimeout: 10 * time.Second}
 
 	var certs *certReloader
 	if cfg.Server.TLS != nil {
@@ -221,13 +234,13 @@ func passthroughPaths(paths []config.PassthroughPath) []openai.Passthrough {
 
 // buildRoutes turns configured pools and models into runtime pools, their schedulers (both in
 // the order of cfg.Pools) and routes.
-func buildRoutes(cfg *config.Config, metrics *router.Metrics, sessions cluster.Sessions) ([]*backends.Pool, []*router.Route, []*router.Virtual, []*router.Scheduler, error) {
+func buildRoutes(cfg *config.Config, metrics *router.Metrics, sessions cluster.Sessions, tr *tracing) ([]*backends.Pool, []*router.Route, []*router.Virtual, []*router.Scheduler, error) {
 	byName := map[string]*router.Scheduler{}
 	var pools []*backends.Pool
 	var scheds []*router.Scheduler
 	for _, pc := range cfg.Pools {
 		u := pc.Upstream
-		opts := backends.HTTPOptions{
+		opts := backends.HTTPOptions{Propagate: tr.injectHTTP(),
 			ConnectTimeout: u.ConnectTimeout.D(), FirstByteTimeout: u.FirstByteTimeout.D(),
 			IdleStreamTimeout: u.IdleStreamTimeout.D(), MaxIdleConns: u.MaxIdleConnsPerEndpoint,
 		}
@@ -256,7 +269,7 @@ func buildRoutes(cfg *config.Config, metrics *router.Metrics, sessions cluster.S
 		}
 		p := backends.NewPool(pc.Name, eps, client, format)
 		if pc.Protocol == "kserve" {
-			g, err := backends.NewGRPCClient(eps, backends.GRPCOptions{ConnectTimeout: u.ConnectTimeout.D(),
+			g, err := backends.NewGRPCClient(eps, backends.GRPCOptions{ConnectTimeout: u.ConnectTimeout.D(), DialOptions: tr.grpcDialOptions(),
 				MaxMessageBytes: int(cfg.Server.MaxGRPCMessageBytes), TLS: opts.TLS})
 			if err != nil {
 				return nil, nil, nil, nil, fmt.Errorf("pool %s: %w", pc.Name, err)
@@ -401,6 +414,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.data.Close() // drain timed out: cut what is left
 		}
 		s.admin.Close()
+		s.adminAPI.Close()
 		s.wg.Wait()
 		s.shared.close()
 		for _, p := range s.pools {

@@ -1,0 +1,66 @@
+package app
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/switchyard-ai/switchyard/backends"
+	"github.com/switchyard-ai/switchyard/cluster"
+	"github.com/switchyard-ai/switchyard/internal/admin"
+	"github.com/switchyard-ai/switchyard/internal/config"
+	"github.com/switchyard-ai/switchyard/router"
+)
+
+// effectiveConfig is the configuration in force as the admin API shows it.
+type effectiveConfig struct {
+	yaml   []byte
+	loaded time.Time
+}
+
+// setEffectiveConfig records cfg, loaded at the given time, as the configuration in force.
+// Secrets are redacted before anything keeps it.
+func (s *Server) setEffectiveConfig(cfg *config.Config, loaded time.Time) {
+	c := *cfg
+	if c.Cluster.Etcd.Password != "" {
+		c.Cluster.Etcd.Password = "REDACTED"
+	}
+	s.effective.Store(&effectiveConfig{yaml: c.Marshal(), loaded: loaded})
+}
+
+// mountAdminAPI serves the admin API (gRPC and REST, see internal/admin) on mux behind the
+// admin keys. It reads the routing table, pools and configuration in force on every call.
+func (s *Server) mountAdminAPI(mux *http.ServeMux, cfg *config.Config, rt *router.Router) {
+	s.setEffectiveConfig(cfg, time.Now())
+	opts := []admin.Option{
+		admin.WithTable(rt.Table),
+		admin.WithPools(func() []*backends.Pool { return s.pools }),
+		admin.WithCluster(clusterView{s: s, since: time.Now()}),
+		admin.WithConfig(func() ([]byte, time.Time) {
+			e := s.effective.Load()
+			return e.yaml, e.loaded
+		}),
+	}
+	if sa, ok := s.shared.sessions.(cluster.SessionAdmin); ok {
+		opts = append(opts, admin.WithSessions(sa))
+	}
+	s.adminAPI = admin.NewHandler(admin.NewService(opts...), adminKeys(cfg.Admin.APIKeys))
+	for _, p := range s.adminAPI.Paths() {
+		mux.Handle(p, s.adminAPI)
+	}
+}
+
+// clusterView shows the shared state to the admin API. A replica in local mode is its own
+// only member.
+type clusterView struct {
+	s     *Server
+	since time.Time // when this replica started
+}
+
+func (v clusterView) Status() cluster.Status { return v.s.shared.status() }
+
+func (v clusterView) Members() []cluster.Member {
+	if m := v.s.shared.members(); m != nil {
+		return m
+	}
+	return []cluster.Member{{Addr: v.s.Addr(), AdminAddr: v.s.AdminAddr(), Since: v.since}}
+}
