@@ -18,6 +18,9 @@ type GRPCOptions struct {
 	KeepaliveTime   time.Duration // ping an idle connection this often; default 30s
 	MaxMessageBytes int           // largest message sent or received; default 64 MiB
 	TLS             *TLSOptions   // nil: plaintext (h2c)
+	// DialOptions are added to the defaults (interceptors that propagate trace context, for
+	// one); default none.
+	DialOptions []grpc.DialOption
 }
 
 // GRPCClient holds one pooled grpc-go ClientConn per endpoint of a gRPC pool. A ClientConn
@@ -53,6 +56,7 @@ func NewGRPCClient(endpoints []*Endpoint, opts GRPCOptions) (*GRPCClient, error)
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(opts.MaxMessageBytes), grpc.MaxCallSendMsgSize(opts.MaxMessageBytes)),
 		grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: opts.ConnectTimeout}),
 	}
+	dialOpts = append(dialOpts, opts.DialOptions...)
 	c := &GRPCClient{conns: make(map[*Endpoint]*grpc.ClientConn, len(endpoints))}
 	for _, ep := range endpoints {
 		if !ep.GRPC() {

@@ -42,6 +42,9 @@ type HTTPOptions struct {
 	IdleStreamTimeout time.Duration // longest gap between body reads; default 2m
 	MaxIdleConns      int           // idle keep-alive connections kept per endpoint; default 256
 	TLS               *TLSOptions   // nil: plain http endpoints only need none
+	// Propagate, when set, adds headers from a request's context to every request sent
+	// (trace context, for one); default none.
+	Propagate func(ctx context.Context, h http.Header)
 }
 
 // HTTPClient sends requests to HTTP model servers over pooled HTTP/1.1 keep-alive
@@ -49,6 +52,7 @@ type HTTPOptions struct {
 type HTTPClient struct {
 	transport *http.Transport
 	idle      time.Duration
+	propagate func(context.Context, http.Header)
 }
 
 // NewHTTPClient builds a client from opts, loading any TLS files now so that a bad file is a
@@ -86,7 +90,7 @@ func NewHTTPClient(opts HTTPOptions) (*HTTPClient, error) {
 		ForceAttemptHTTP2:     false,
 		ExpectContinueTimeout: 0,
 	}
-	return &HTTPClient{transport: t, idle: opts.IdleStreamTimeout}, nil
+	return &HTTPClient{transport: t, idle: opts.IdleStreamTimeout, propagate: opts.Propagate}, nil
 }
 
 func buildTLS(o *TLSOptions) (*tls.Config, error) {

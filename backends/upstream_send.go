@@ -19,6 +19,12 @@ func (c *HTTPClient) Send(ctx context.Context, ep *Endpoint, method, path string
 		return nil, err
 	}
 	req.Header = header
+	if c.propagate != nil {
+		if req.Header == nil {
+			req.Header = http.Header{}
+		}
+		c.propagate(ctx, req.Header)
+	}
 	req.ContentLength = size
 	if body == nil || size == 0 {
 		req.Body, req.ContentLength = nil, 0

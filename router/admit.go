@@ -2,6 +2,8 @@ package router
 
 import (
 	"context"
+
+	"go.opentelemetry.io/otel/trace"
 	"errors"
 
 	"github.com/switchyard-ai/switchyard/policy"
@@ -84,7 +86,9 @@ func (g *gate) identify(ctx context.Context, creds policy.Credentials) (*policy.
 // estimated prompt tokens plus the output budget. Metadata calls are authenticated and
 // authorized but not charged. Everything runs on local state; nothing waits on the network
 // except a JWT whose signing key is unknown (see policy.JWTVerifier).
-func (r *Router) Admit(ctx context.Context, req *Request, creds policy.Credentials) (*Admission, error) {
+func (r *Router) Admit(ctx context.Context, req *Request, creds policy.Credentials) (a *Admission, err error) {
+	ctx, span := r.startSpan(ctx, "switchyard.policy", trace.SpanKindInternal)
+	defer func() { endSpan(span, err) }()
 	g := r.gate.Load()
 	id, err := g.identify(ctx, creds)
 	if err != nil {
@@ -108,7 +112,7 @@ func (r *Router) Admit(ctx context.Context, req *Request, creds policy.Credentia
 	if err != nil {
 		return nil, err
 	}
-	a := &Admission{Identity: id}
+	a = &Admission{Identity: id}
 	if g.limits == nil || req.Operation == OpMetadata {
 		return a, nil
 	}

@@ -7,8 +7,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/switchyard-ai/switchyard/backends"
-	"github.com/switchyard-ai/switchyard/policy"
 )
 
 // Route maps a model name clients use onto a pool's scheduler and the name the pool's servers
@@ -86,11 +88,10 @@ type Router struct {
 	metrics      *Metrics
 	ranks        map[string]int
 	defaultClass string
-	auth         *policy.Authenticator
-	limits       *policy.Limiter
-	outputTokens int
+	gate         atomic.Pointer[gate] // never nil after New
 	// maxAttempts bounds tries per request: the first plus one retry on another endpoint.
 	maxAttempts int
+	tracer      trace.Tracer // nil: no tracing
 }
 
 // Option configures a Router.
@@ -123,7 +124,8 @@ func WithMetrics(m *Metrics) Option { return func(r *Router) { r.metrics = m } }
 
 // New returns a Router with an empty table.
 func New(opts ...Option) *Router {
-	r := &Router{maxAttempts: 2, defaultClass: "standard", outputTokens: defaultOutputTokens, shed: map[string]bool{"sheddable": true}}
+	r := &Router{maxAttempts: 2, defaultClass: "standard", shed: map[string]bool{"sheddable": true}}
+	r.SetPolicy(nil, nil, 0)
 	WithPriorityClasses([]string{"critical", "standard", "sheddable"})(r)
 	for _, o := range opts {
 		o(r)
@@ -194,6 +196,7 @@ func (r *Router) Serve(ctx context.Context, req *Request, attempt AttemptFunc) e
 	if err != nil {
 		return err
 	}
+	annotate(ctx, req, route)
 	if g := r.metrics.inflightGauge(req.Protocol, route.Model); g != nil {
 		g.Inc()
 		defer g.Dec()
@@ -206,7 +209,12 @@ func (r *Router) Serve(ctx context.Context, req *Request, attempt AttemptFunc) e
 	skip := func(ep *backends.Endpoint) bool { return slices.Contains(tried, ep) }
 	var lastErr error
 	for n := 1; n <= r.maxAttempts; n++ {
-		res, sched, err := r.place(ctx, req, route, rank, skip)
+		pctx, pick := r.startSpan(ctx, "switchyard.pick", trace.SpanKindInternal, attribute.String("switchyard.route", route.Model))
+		res, sched, err := r.place(pctx, req, route, rank, skip)
+		if err == nil {
+			pick.SetAttributes(attribute.String("server.address", res.Endpoint.Name), attribute.String("switchyard.pool", sched.Pool.Name))
+		}
+		endSpan(pick, err)
 		if err != nil {
 			if lastErr != nil {
 				return lastErr // the earlier failure says more than "nothing left to try"
@@ -215,10 +223,13 @@ func (r *Router) Serve(ctx context.Context, req *Request, attempt AttemptFunc) e
 		}
 		tried = append(tried, res.Endpoint)
 		last := n == r.maxAttempts || len(tried) == len(sched.Pool.Endpoints)
-		err = runAttempt(ctx, attempt, Target{Route: route, Pool: sched.Pool, Endpoint: res.Endpoint, Last: last}, func() {
+		target := Target{Route: route, Pool: sched.Pool, Endpoint: res.Endpoint, Last: last}
+		actx, up := r.startSpan(ctx, "switchyard.upstream", trace.SpanKindClient, attemptAttrs(target, n)...)
+		err = runAttempt(actx, attempt, target, func() {
 			res.Done()
 			sched.Wake()
 		})
+		endSpan(up, err)
 		if err == nil || !IsRetryable(err) || ctx.Err() != nil {
 			return err
 		}

@@ -39,6 +39,7 @@ type Server struct {
 	pools   []*backends.Pool
 	shared  *shared
 	metrics *prometheus.Registry
+	tracing *tracing
 	ready   atomic.Bool
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
@@ -88,6 +89,11 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 	if err != nil {
 		return nil, fmt.Errorf("tracing: %w", err)
 	}
+	defer func() {
+		if !started {
+			tr.shutdown(context.Background())
+		}
+	}()
 	pools, routes, virtual, scheds, err := buildRoutes(cfg, metrics, sh.sessions, tr)
 	if err != nil {
 		return nil, err
@@ -111,7 +117,7 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 		openai.WithRealtimeLimits(openai.RealtimeLimits{Idle: cfg.OpenAI.Realtime.IdleTimeout.D(), MaxDuration: cfg.OpenAI.Realtime.MaxDuration.D()}),
 		openai.WithPassthrough(passthroughPaths(cfg.OpenAI.Passthrough)...))
 
-	s := &Server{log: log, drain: cfg.Server.DrainTimeout.D(), pools: pools, shared: sh, metrics: reg}
+	s := &Server{log: log, drain: cfg.Server.DrainTimeout.D(), pools: pools, shared: sh, metrics: reg, tracing: tr}
 	ks := kserve.NewHandler(rt,
 		kserve.WithLogger(log), kserve.WithMetrics(metrics),
 		kserve.WithServerInfo(Version, s.ready.Load),
@@ -130,7 +136,7 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 	protocols.SetUnencryptedHTTP2(true)
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	s.data = &http.Server{
-		Handler: newClientLimits(dataMux, cfg.Server, front, ks, ks.GRPCPath()), Protocols: protocols, ErrorLog: errLog,
+		Handler: tr.middleware(newClientLimits(dataMux, cfg.Server, front, ks, ks.GRPCPath())), Protocols: protocols, ErrorLog: errLog,
 		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(), IdleTimeout: cfg.Server.IdleTimeout.D(),
 		// Headers up to twice the limit reach clientLimits, which answers in the protocol.
 		MaxHeaderBytes: 2 * cfg.Server.MaxHeaderBytes,
@@ -417,6 +423,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.adminAPI.Close()
 		s.wg.Wait()
 		s.shared.close()
+		s.tracing.shutdown(context.Background())
 		for _, p := range s.pools {
 			p.Client.Close()
 			if p.GRPC != nil {

@@ -28,6 +28,8 @@ type Config struct {
 	Admin Admin `yaml:"admin"`
 	// Cluster shares session and rate-limit state between replicas; default none.
 	Cluster Cluster `yaml:"cluster"`
+	// Tracing exports OpenTelemetry traces; default off.
+	Tracing Tracing `yaml:"tracing"`
 	// OpenAI configures stored responses, Realtime sessions and passthrough paths.
 	OpenAI OpenAI `yaml:"openai"`
 	// Pools are groups of model servers. Default none.

@@ -93,6 +93,7 @@ func (c *Config) SetDefaults() {
 		def(&t.ClientAuth, "none")
 	}
 	c.Cluster.setDefaults()
+	c.Tracing.setDefaults()
 	c.OpenAI.setDefaults()
 	if c.Limits.DefaultOutputTokens == 0 {
 		c.Limits.DefaultOutputTokens = 256
@@ -196,6 +197,7 @@ func (c *Config) validate(root *yaml.Node) error {
 		add("must differ from listen", "admin_listen")
 	}
 	c.Cluster.validate(add)
+	c.Tracing.validate(add)
 	c.OpenAI.validate(add)
 	if c.Server.MaxBodyBytes < 0 {
 		add("must be positive", "server", "max_body_bytes")
