@@ -93,6 +93,26 @@ func (v *secretVolume) update(t *testing.T, certPEM, keyPEM []byte) {
 	}
 }
 
+// tlsConfig serves model m from upstream over a TLS data plane whose pair is tls.crt and
+// tls.key in dir.
+func tlsConfig(t *testing.T, dir, upstream string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+listen: 127.0.0.1:0
+admin_listen: 127.0.0.1:0
+server:
+  tls: {cert_file: %s, key_file: %s}
+pools:
+  - {name: p, endpoints: [%s], metrics: none}
+models:
+  - {name: m, pool: p}
+`, filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), upstream)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
 // lockedBuffer is a log sink that tests read while the server writes.
 type lockedBuffer struct {
 	mu sync.Mutex
@@ -166,19 +186,7 @@ func TestDataPlaneCertRotation(t *testing.T) {
 	vol := &secretVolume{dir: t.TempDir()}
 	certA, keyA := ca.issue(t, "cert-a")
 	vol.update(t, certA, keyA)
-	cfg, err := config.Parse([]byte(fmt.Sprintf(`
-listen: 127.0.0.1:0
-admin_listen: 127.0.0.1:0
-server:
-  tls: {cert_file: %s, key_file: %s}
-pools:
-  - {name: p, endpoints: [%s], metrics: none}
-models:
-  - {name: m, pool: p}
-`, filepath.Join(vol.dir, "tls.crt"), filepath.Join(vol.dir, "tls.key"), up.URL)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := tlsConfig(t, vol.dir, up.URL)
 	logs := &lockedBuffer{}
 	srv, err := app.Start(context.Background(), cfg, app.WithLogOutput(logs), app.WithCertPollInterval(10*time.Millisecond))
 	if err != nil {
@@ -281,19 +289,7 @@ func TestDataPlaneCertMustLoad(t *testing.T) {
 	_, otherKey := ca.issue(t, "b")
 	os.WriteFile(filepath.Join(dir, "tls.crt"), certPEM, 0o600)
 	os.WriteFile(filepath.Join(dir, "tls.key"), otherKey, 0o600)
-	cfg, err := config.Parse([]byte(fmt.Sprintf(`
-listen: 127.0.0.1:0
-admin_listen: 127.0.0.1:0
-server:
-  tls: {cert_file: %s, key_file: %s}
-pools:
-  - {name: p, endpoints: [http://127.0.0.1:1], metrics: none}
-models:
-  - {name: m, pool: p}
-`, filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := tlsConfig(t, dir, "http://127.0.0.1:1")
 	srv, err := app.Start(context.Background(), cfg, app.WithLogOutput(io.Discard))
 	if err == nil {
 		srv.Shutdown(context.Background())
