@@ -22,6 +22,14 @@ var errClientWrite = errors.New("openai: writing to client failed")
 
 var doneData = []byte("data: [DONE]")
 
+// maxEventBytes bounds one relayed event, so that an upstream that never ends a line cannot
+// grow the router's memory without bound. Chat chunks are a few hundred bytes; whole images
+// in one event stay well under it.
+const maxEventBytes = 16 << 20
+
+// errEventTooLarge ends a relay whose upstream sent an event over maxEventBytes.
+var errEventTooLarge = errors.New("openai: upstream event larger than 16 MiB")
+
 // relayed describes a relayed stream.
 type relayed struct {
 	events      int       // events relayed
@@ -39,6 +47,9 @@ func relaySSE(dst sseWriter, src io.Reader, onEvent func(i int, ev []byte) bool)
 	var ev []byte
 	for {
 		line, rerr := br.ReadSlice('\n')
+		if len(ev)+len(line) > maxEventBytes {
+			return r, errEventTooLarge
+		}
 		if errors.Is(rerr, bufio.ErrBufferFull) {
 			ev = append(ev, line...) // a long data line: keep reading it
 			continue

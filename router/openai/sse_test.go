@@ -147,3 +147,22 @@ func TestNormalizeUpstreamError(t *testing.T) {
 		t.Errorf("modern body changed: %s", got)
 	}
 }
+
+func TestRelaySSEBoundsAnEvent(t *testing.T) {
+	endless := io.MultiReader(strings.NewReader("data: 1\n\ndata: "), &repeatReader{b: 'x'})
+	var out flushRecorder
+	r, err := relaySSE(&out, endless, nil)
+	if !errors.Is(err, errEventTooLarge) || r.events != 1 || out.String() != "data: 1\n\n" {
+		t.Fatalf("got %d events, %d bytes, err %v", r.events, out.Len(), err)
+	}
+}
+
+// repeatReader reads b forever.
+type repeatReader struct{ b byte }
+
+func (r *repeatReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = r.b
+	}
+	return len(p), nil
+}
