@@ -411,7 +411,7 @@ func RegisterAdminServiceHandlerServer(ctx context.Context, mux *runtime.ServeMu
 		var stream runtime.ServerTransportStream
 		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/switchyard.admin.v1.AdminService/GetSession", runtime.WithHTTPPathPattern("/admin/v1/pools/{pool}/sessions/{session}"))
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/switchyard.admin.v1.AdminService/GetSession", runtime.WithHTTPPathPattern("/admin/v1/pools/{pool}/sessions/{session=**}"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -431,7 +431,7 @@ func RegisterAdminServiceHandlerServer(ctx context.Context, mux *runtime.ServeMu
 		var stream runtime.ServerTransportStream
 		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/switchyard.admin.v1.AdminService/DeleteSession", runtime.WithHTTPPathPattern("/admin/v1/pools/{pool}/sessions/{session}"))
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/switchyard.admin.v1.AdminService/DeleteSession", runtime.WithHTTPPathPattern("/admin/v1/pools/{pool}/sessions/{session=**}"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -600,7 +600,7 @@ func RegisterAdminServiceHandlerClient(ctx context.Context, mux *runtime.ServeMu
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/switchyard.admin.v1.AdminService/GetSession", runtime.WithHTTPPathPattern("/admin/v1/pools/{pool}/sessions/{session}"))
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/switchyard.admin.v1.AdminService/GetSession", runtime.WithHTTPPathPattern("/admin/v1/pools/{pool}/sessions/{session=**}"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -617,7 +617,7 @@ func RegisterAdminServiceHandlerClient(ctx context.Context, mux *runtime.ServeMu
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/switchyard.admin.v1.AdminService/DeleteSession", runtime.WithHTTPPathPattern("/admin/v1/pools/{pool}/sessions/{session}"))
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/switchyard.admin.v1.AdminService/DeleteSession", runtime.WithHTTPPathPattern("/admin/v1/pools/{pool}/sessions/{session=**}"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -688,8 +688,8 @@ var (
 	pattern_AdminService_ListModels_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"admin", "v1", "models"}, ""))
 	pattern_AdminService_ListPools_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"admin", "v1", "pools"}, ""))
 	pattern_AdminService_ListMembers_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"admin", "v1", "members"}, ""))
-	pattern_AdminService_GetSession_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4, 1, 0, 4, 1, 5, 5}, []string{"admin", "v1", "pools", "pool", "sessions", "session"}, ""))
-	pattern_AdminService_DeleteSession_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4, 1, 0, 4, 1, 5, 5}, []string{"admin", "v1", "pools", "pool", "sessions", "session"}, ""))
+	pattern_AdminService_GetSession_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4, 3, 0, 4, 1, 5, 5}, []string{"admin", "v1", "pools", "pool", "sessions", "session"}, ""))
+	pattern_AdminService_DeleteSession_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4, 3, 0, 4, 1, 5, 5}, []string{"admin", "v1", "pools", "pool", "sessions", "session"}, ""))
 	pattern_AdminService_DrainEndpoint_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4, 1, 0, 4, 1, 5, 5}, []string{"admin", "v1", "pools", "pool", "endpoints", "endpoint"}, "drain"))
 	pattern_AdminService_UndrainEndpoint_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4, 1, 0, 4, 1, 5, 5}, []string{"admin", "v1", "pools", "pool", "endpoints", "endpoint"}, "undrain"))
 	pattern_AdminService_GetConfig_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"admin", "v1", "config"}, ""))
