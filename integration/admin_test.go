@@ -722,12 +722,13 @@ func TestAdminConfig(t *testing.T) {
 func TestAdminMembersLocal(t *testing.T) {
 	sm := startSim(t, sim.Config{Model: "m"})
 	a := startAdmin(t, poolYAML("m", "", sm.URL))
+	chat(t, a.base, "m", "conv-1")
 	got, err := a.api.ListMembers(authed(t, adminKey), &adminv1.ListMembersRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := got.Status
-	if st.GetMode() != "local" || st.GetMembers() != 1 || len(got.Members) != 1 {
+	if st.GetMode() != "local" || st.GetMembers() != 1 || st.GetSessions() != 1 || len(got.Members) != 1 {
 		t.Fatalf("ListMembers: %v", got)
 	}
 	if m := got.Members[0]; !m.Self || m.Addr != a.srv.Addr() || m.AdminAddr != a.srv.AdminAddr() || m.Since == nil {

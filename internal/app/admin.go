@@ -56,7 +56,14 @@ type clusterView struct {
 	since time.Time // when this replica started
 }
 
-func (v clusterView) Status() cluster.Status { return v.s.shared.status() }
+func (v clusterView) Status() cluster.Status {
+	st := v.s.shared.status()
+	// In local mode the bindings are counted where they are kept.
+	if n, ok := v.s.shared.sessions.(interface{ Len() int }); ok && st.Mode == cluster.ModeLocal {
+		st.Sessions = n.Len()
+	}
+	return st
+}
 
 func (v clusterView) Members() []cluster.Member {
 	if m := v.s.shared.members(); m != nil {
