@@ -12,7 +12,8 @@ type Config struct {
 	// Listen is the data-plane address (HTTP/1.1 and h2c on one port). Default 127.0.0.1:8080;
 	// use :8080 in a container.
 	Listen string `yaml:"listen"`
-	// AdminListen is the admin address (/metrics, /healthz, /readyz). Default 127.0.0.1:9090.
+	// AdminListen is the admin address (/metrics, /healthz, /readyz, the admin API). Default
+	// 127.0.0.1:9090.
 	AdminListen string   `yaml:"admin_listen"`
 	Server      Server   `yaml:"server"`
 	Routing     Routing  `yaml:"routing"`
@@ -159,8 +160,8 @@ type LimitRule struct {
 
 // Admin protects the admin port.
 type Admin struct {
-	// APIKeys are SHA-256 hex digests of bearer keys required for /metrics. /healthz and
-	// /readyz stay open for probes. Default none: open.
+	// APIKeys are SHA-256 hex digests of bearer keys required for /metrics, /cluster and the
+	// admin API. /healthz and /readyz stay open for probes. Default none: open.
 	APIKeys []string `yaml:"api_keys"`
 }
 
