@@ -157,6 +157,40 @@ func TestClusterSessionsStickAcrossReplicas(t *testing.T) {
 	if len(endpoints) < 2 {
 		t.Errorf("all conversations on %d endpoint(s): the picker did not spread them", len(endpoints))
 	}
+
+	// The endpoint holding the most conversations dies. Their next turns, still spread over
+	// the replicas, all move to one new endpoint each: the binding moves once, for everyone.
+	count := map[string][]int{}
+	for c, m := range served {
+		for ep := range m {
+			count[ep] = append(count[ep], c)
+		}
+	}
+	dead := ""
+	for ep, cs := range count {
+		if len(cs) > len(count[dead]) {
+			dead = ep
+		}
+	}
+	for _, sm := range sims {
+		if sm.Host == dead {
+			sm.kill()
+		}
+	}
+	for _, c := range count[dead] {
+		conv := fmt.Sprintf("conv-%d", c)
+		after := map[string]int{}
+		for k := range turns {
+			ep, code, err := chatTurn(context.Background(), "http://"+reps[k%len(reps)].Addr(), "k", conv)
+			if err != nil {
+				t.Fatalf("%s after %s died: %d %v", conv, dead, code, err)
+			}
+			after[ep]++
+		}
+		if len(after) != 1 || after[dead] > 0 {
+			t.Errorf("%s after its endpoint died was served by %v, want one new endpoint", conv, after)
+		}
+	}
 	if t.Failed() {
 		for _, r := range reps {
 			_, m := httpGet(t, "http://"+r.AdminAddr()+"/metrics")
