@@ -518,6 +518,7 @@ func (h *Handler) forward(ctx context.Context, x *exchange, req *router.Request,
 			return keep
 		})
 		if err != nil && ctx.Err() == nil && !errors.Is(err, errClientWrite) {
+			t.Endpoint.MarkFailed(time.Now()) // a broken stream counts against the endpoint like a refused connection
 			msg := "The upstream stream from " + t.Endpoint.Name + " failed: " + errCause(err)
 			if u.responses {
 				x.Write(responsesErrorEvent(msg, u.events))
