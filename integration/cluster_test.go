@@ -106,7 +106,7 @@ func chatTurnModel(ctx context.Context, base, key, conv, model string) (string, 
 // three replicas; half the conversations start with the same first turn sent to all three
 // at once. Every turn of a conversation must be served by one endpoint. Six conversations run
 // at a time, few enough that no endpoint looks saturated (a saturated endpoint rightly gives
-// its sessions up, which routing_test covers).
+// its sessions up, which router/virtual_test.go covers).
 func TestClusterSessionsStickAcrossReplicas(t *testing.T) {
 	ec := startEtcdCluster(t, 1)
 	sims := clusterFleet(t, 4)
