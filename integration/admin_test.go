@@ -429,21 +429,9 @@ type liveStream struct {
 // event arrived, so it is in flight on its endpoint.
 func openStream(t *testing.T, base, model, session string, maxTokens int) *liveStream {
 	t.Helper()
-	body := fmt.Sprintf(`{"model":%q,"stream":true,"max_tokens":%d,"messages":[{"role":"user","content":"tell a story"}]}`, model, maxTokens)
-	req, _ := http.NewRequest("POST", base+"/v1/chat/completions", strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	if session != "" {
-		req.Header.Set("x-session-id", session)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := sendChat(t, base, session,
+		fmt.Sprintf(`{"model":%q,"stream":true,"max_tokens":%d,"messages":[{"role":"user","content":"tell a story"}]}`, model, maxTokens))
 	t.Cleanup(func() { resp.Body.Close() })
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("stream: %d %s", resp.StatusCode, b)
-	}
 	s := &liveStream{endpoint: resp.Header.Get("x-switchyard-endpoint"), resp: resp, events: bufio.NewReader(resp.Body)}
 	if line, err := s.events.ReadString('\n'); err != nil || !strings.HasPrefix(line, "data: {") {
 		t.Fatalf("first event: %q %v", line, err)
@@ -481,8 +469,17 @@ func (s *liveStream) finish(t *testing.T) (chunks int) {
 // chat sends one short chat completion and returns the endpoint that served it.
 func chat(t *testing.T, base, model, session string) string {
 	t.Helper()
-	req, _ := http.NewRequest("POST", base+"/v1/chat/completions",
-		strings.NewReader(`{"model":"`+model+`","max_tokens":2,"messages":[{"role":"user","content":"hi"}]}`))
+	resp := sendChat(t, base, session, `{"model":"`+model+`","max_tokens":2,"messages":[{"role":"user","content":"hi"}]}`)
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	return resp.Header.Get("x-switchyard-endpoint")
+}
+
+// sendChat posts a chat completion body, with a session key unless it is "", and fails the
+// test unless the answer is 200.
+func sendChat(t *testing.T, base, session, body string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest("POST", base+"/v1/chat/completions", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	if session != "" {
 		req.Header.Set("x-session-id", session)
@@ -491,12 +488,12 @@ func chat(t *testing.T, base, model, session string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("chat: %d", resp.StatusCode)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		t.Fatalf("chat completion: %d %s", resp.StatusCode, b)
 	}
-	return resp.Header.Get("x-switchyard-endpoint")
+	return resp
 }
 
 // TestAdminDrain: a drained endpoint takes no new requests, its sessions move, and a stream

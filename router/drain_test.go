@@ -70,30 +70,37 @@ func TestPickersSkipDrained(t *testing.T) {
 func TestDrainMovesSession(t *testing.T) {
 	p := fleet(t, st(0, 0.1), st(0, 0.1), st(0, 0.1))
 	store := memory.NewSessions(0)
+	serve := sessionServer(t, p, store)
+	first := serve("conv")
+	first.SetDrained(true)
+	moved := serve("conv")
+	if moved == first {
+		t.Fatalf("session stayed on drained endpoint %s", first.Name)
+	}
+	if got, _ := store.Get(t0.Add(100*time.Millisecond), "p|conv"); got != moved.Name {
+		t.Errorf("binding is %q, want %q", got, moved.Name)
+	}
+	first.SetDrained(false)
+	if got := serve("conv"); got != moved {
+		t.Errorf("session went back to %s after undrain, want it to stay on %s", got.Name, moved.Name)
+	}
+}
+
+// sessionServer routes model m to pool p with session affinity over store, judged at t0+100ms,
+// and returns a function that serves one request of a session and reports its endpoint.
+func sessionServer(t *testing.T, p *backends.Pool, store *memory.Sessions) func(session string) *backends.Endpoint {
 	clock := func() time.Time { return t0.Add(100 * time.Millisecond) }
 	sched := router.NewScheduler(p, defaultProfile(), router.WithSessions(store, time.Minute, 7, 0.9), router.WithSchedulerClock(clock))
 	r := router.New()
 	r.Swap(router.NewTable([]*router.Route{{Model: "m", TargetModel: "m", Scheduler: sched}}))
-	serve := func() *backends.Endpoint {
+	return func(session string) *backends.Endpoint {
+		t.Helper()
 		var ep *backends.Endpoint
-		err := r.Serve(context.Background(), &router.Request{Protocol: router.ProtocolOpenAI, Model: "m", SessionKey: "conv"},
+		err := r.Serve(context.Background(), &router.Request{Protocol: router.ProtocolOpenAI, Model: "m", SessionKey: session},
 			func(_ context.Context, tg router.Target) error { ep = tg.Endpoint; return nil })
 		if err != nil {
 			t.Fatal(err)
 		}
 		return ep
-	}
-	first := serve()
-	first.SetDrained(true)
-	moved := serve()
-	if moved == first {
-		t.Fatalf("session stayed on drained endpoint %s", first.Name)
-	}
-	if got, _ := store.Get(clock(), "p|conv"); got != moved.Name {
-		t.Errorf("binding is %q, want %q", got, moved.Name)
-	}
-	first.SetDrained(false)
-	if got := serve(); got != moved {
-		t.Errorf("session went back to %s after undrain, want it to stay on %s", got.Name, moved.Name)
 	}
 }

@@ -2,6 +2,7 @@ package router
 
 import (
 	"cmp"
+	"maps"
 	"slices"
 )
 
@@ -12,21 +13,11 @@ func (r *Router) Table() *Table { return r.table.Load() }
 // Routes returns the table's concrete routes sorted by model name. The routes are shared with
 // the request path and must not be modified.
 func (t *Table) Routes() []*Route {
-	out := make([]*Route, 0, len(t.routes))
-	for _, r := range t.routes {
-		out = append(out, r)
-	}
-	slices.SortFunc(out, func(a, b *Route) int { return cmp.Compare(a.Model, b.Model) })
-	return out
+	return slices.SortedFunc(maps.Values(t.routes), func(a, b *Route) int { return cmp.Compare(a.Model, b.Model) })
 }
 
 // Virtuals returns the table's virtual models sorted by name. They are shared with the
 // request path and must not be modified.
 func (t *Table) Virtuals() []*Virtual {
-	out := make([]*Virtual, 0, len(t.virtual))
-	for _, v := range t.virtual {
-		out = append(out, v)
-	}
-	slices.SortFunc(out, func(a, b *Virtual) int { return cmp.Compare(a.Name, b.Name) })
-	return out
+	return slices.SortedFunc(maps.Values(t.virtual), func(a, b *Virtual) int { return cmp.Compare(a.Name, b.Name) })
 }

@@ -185,18 +185,7 @@ func TestSessionBindingMoves(t *testing.T) {
 	p := fleet(t, st(0, 0.1), st(0, 0.1), st(0, 0.1))
 	store := memory.NewSessions(0)
 	clock := func() time.Time { return t0.Add(100 * time.Millisecond) }
-	sched := router.NewScheduler(p, defaultProfile(), router.WithSessions(store, time.Minute, 7, 0.9), router.WithSchedulerClock(clock))
-	r := router.New()
-	r.Swap(router.NewTable([]*router.Route{{Model: "m", TargetModel: "m", Scheduler: sched}}))
-	serve := func(session string) *backends.Endpoint {
-		var ep *backends.Endpoint
-		err := r.Serve(context.Background(), &router.Request{Protocol: router.ProtocolOpenAI, Model: "m", SessionKey: session},
-			func(_ context.Context, tg router.Target) error { ep = tg.Endpoint; return nil })
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ep
-	}
+	serve := sessionServer(t, p, store)
 	first := serve("conv")
 	// Load the bound endpoint past the profile's saturation (queue 5) but within the margin
 	// (7): the session stays, though a new request would go elsewhere.

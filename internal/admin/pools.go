@@ -38,22 +38,30 @@ func (s *Service) ListPools(context.Context, *adminv1.ListPoolsRequest) (*adminv
 
 // DrainEndpoint implements adminv1.AdminServiceServer.
 func (s *Service) DrainEndpoint(_ context.Context, req *adminv1.DrainEndpointRequest) (*adminv1.DrainEndpointResponse, error) {
-	ep, err := s.endpoint(req.GetPool(), req.GetEndpoint())
+	ep, err := s.setDrained(req.GetPool(), req.GetEndpoint(), true)
 	if err != nil {
 		return nil, err
 	}
-	ep.SetDrained(true)
-	return &adminv1.DrainEndpointResponse{Endpoint: endpointView(ep, s.now())}, nil
+	return &adminv1.DrainEndpointResponse{Endpoint: ep}, nil
 }
 
 // UndrainEndpoint implements adminv1.AdminServiceServer.
 func (s *Service) UndrainEndpoint(_ context.Context, req *adminv1.UndrainEndpointRequest) (*adminv1.UndrainEndpointResponse, error) {
-	ep, err := s.endpoint(req.GetPool(), req.GetEndpoint())
+	ep, err := s.setDrained(req.GetPool(), req.GetEndpoint(), false)
 	if err != nil {
 		return nil, err
 	}
-	ep.SetDrained(false)
-	return &adminv1.UndrainEndpointResponse{Endpoint: endpointView(ep, s.now())}, nil
+	return &adminv1.UndrainEndpointResponse{Endpoint: ep}, nil
+}
+
+// setDrained drains or undrains an endpoint of a pool and returns its view afterwards.
+func (s *Service) setDrained(pool, name string, drained bool) (*adminv1.Endpoint, error) {
+	ep, err := s.endpoint(pool, name)
+	if err != nil {
+		return nil, err
+	}
+	ep.SetDrained(drained)
+	return endpointView(ep, s.now()), nil
 }
 
 // pool finds a pool by name among those in force.
