@@ -176,8 +176,9 @@ func TestCountersHoldALimitAcrossReplicas(t *testing.T) {
 	start := time.Now()
 	admitted := offer(reps, charge, rate, 1500*time.Millisecond)
 	elapsed := time.Since(start)
-	// docs/cluster.md: overshoot ≤ λ·(T + d); d (commit + watch) is taken as 100 ms here.
-	bound := int64(rate * (0.1 + 0.1))
+	// docs/cluster.md: overshoot ≤ λ·(T + d); d (commit + watch) is ~10ms on an idle loopback
+	// but is taken as 300ms here, for the race detector on a loaded two-core machine.
+	bound := int64(rate * (0.1 + 0.3))
 	t.Logf("admitted %d of limit %d (bound %d); etcd writes %.0f/s", admitted, limit, limit+bound, float64(writes(reps)-before)/elapsed.Seconds())
 	if admitted > limit+bound {
 		t.Errorf("admitted %d > limit %d + bound %d", admitted, limit, bound)
@@ -313,7 +314,8 @@ func TestUsernamePassword(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cfg := etcd.Config{Endpoints: ec.List(), Username: "router", Password: "wrong", DialTimeout: 2 * time.Second}
+	// etcd checks passwords with bcrypt, slow under the race detector: a generous dial timeout.
+	cfg := etcd.Config{Endpoints: ec.List(), Username: "router", Password: "wrong", DialTimeout: 20 * time.Second}
 	if c, err := etcd.Open(ctx, cfg); err == nil {
 		c.Close()
 		t.Fatal("Open succeeded with a wrong password")
