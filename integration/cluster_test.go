@@ -509,7 +509,7 @@ func TestDemoReplicas(t *testing.T) {
 	}
 	codes := ""
 	for k := range 6 {
-		time.Sleep(300 * time.Millisecond) // past a sync interval: no over-admission expected
+		time.Sleep(700 * time.Millisecond) // well past a sync interval and its watch: no over-admission expected
 		_, code, _ := chatTurnModel(context.Background(), bases[k%3], "sk-demo-limited", "", "sim-small")
 		codes += fmt.Sprint(code, " ")
 	}
