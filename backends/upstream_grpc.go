@@ -27,7 +27,8 @@ type GRPCOptions struct {
 // multiplexes every concurrent call over its HTTP/2 connection and reconnects by itself. It is
 // safe for concurrent use.
 type GRPCClient struct {
-	conns map[*Endpoint]*grpc.ClientConn
+	conns    map[*Endpoint]*grpc.ClientConn
+	dialOpts []grpc.DialOption
 }
 
 // NewGRPCClient creates the connections for endpoints. grpc-go connects lazily, so this does no
@@ -57,19 +58,39 @@ func NewGRPCClient(endpoints []*Endpoint, opts GRPCOptions) (*GRPCClient, error)
 		grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: opts.ConnectTimeout}),
 	}
 	dialOpts = append(dialOpts, opts.DialOptions...)
-	c := &GRPCClient{conns: make(map[*Endpoint]*grpc.ClientConn, len(endpoints))}
+	return (&GRPCClient{dialOpts: dialOpts}).Derive(endpoints)
+}
+
+// Derive returns a client for endpoints with c's options. It shares c's connections to the
+// endpoints both have, so calls in flight on either go on undisturbed, and creates the others
+// (lazily, no I/O). Close only what one client has alone: see CloseUnshared.
+func (c *GRPCClient) Derive(endpoints []*Endpoint) (*GRPCClient, error) {
+	d := &GRPCClient{conns: make(map[*Endpoint]*grpc.ClientConn, len(endpoints)), dialOpts: c.dialOpts}
 	for _, ep := range endpoints {
 		if !ep.GRPC() {
 			continue
 		}
-		conn, err := grpc.NewClient(ep.URL.Host, dialOpts...)
+		if conn := c.conns[ep]; conn != nil {
+			d.conns[ep] = conn
+			continue
+		}
+		conn, err := grpc.NewClient(ep.URL.Host, c.dialOpts...)
 		if err != nil {
-			c.Close()
+			d.CloseUnshared(c)
 			return nil, fmt.Errorf("backends: grpc endpoint %s: %w", ep.Name, err)
 		}
-		c.conns[ep] = conn
+		d.conns[ep] = conn
 	}
-	return c, nil
+	return d, nil
+}
+
+// CloseUnshared closes c's connections that next does not share; next may be nil.
+func (c *GRPCClient) CloseUnshared(next *GRPCClient) {
+	for ep, conn := range c.conns {
+		if next == nil || next.conns[ep] != conn {
+			conn.Close()
+		}
+	}
 }
 
 // Inference returns a KServe v2 client for the endpoint, or nil when it is not one of the
