@@ -231,8 +231,11 @@ type Pool struct {
 	// Metrics is the servers' metrics dialect: auto, vllm, sglang, tgi, triton or none. Default auto.
 	Metrics string `yaml:"metrics"`
 	// Endpoints are server root URLs, e.g. http://10.0.0.7:8000, or grpc://10.0.0.7:8001 for a
-	// KServe v2 gRPC server. At least one.
+	// KServe v2 gRPC server. At least one, unless Discovery is set.
 	Endpoints []string `yaml:"endpoints"`
+	// Discovery finds more endpoints at run time (DNS or Kubernetes EndpointSlices). Default
+	// none.
+	Discovery *Discovery `yaml:"discovery,omitempty"`
 	// Upstream overrides the global upstream settings field by field. After normalization it
 	// holds the effective settings.
 	Upstream *Upstream `yaml:"upstream,omitempty"`

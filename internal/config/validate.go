@@ -65,6 +65,9 @@ func (c *Config) SetDefaults() {
 		p.Upstream = c.Upstream.merge(p.Upstream)
 		p.Stats.setDefaults()
 		p.Scheduling.setDefaults()
+		if p.Discovery != nil {
+			p.Discovery.setDefaults(p.Protocol)
+		}
 	}
 	for i := range c.Models {
 		m := &c.Models[i]
@@ -245,8 +248,11 @@ func (c *Config) validate(root *yaml.Node) error {
 		if !slices.Contains([]string{"auto", "vllm", "sglang", "tgi", "triton", "none"}, p.Metrics) {
 			add(fmt.Sprintf("unknown metrics format %q (want auto, vllm, sglang, tgi, triton or none)", p.Metrics), "pools", i, "metrics")
 		}
-		if len(p.Endpoints) == 0 {
-			add("a pool needs at least one endpoint", "pools", i, "endpoints")
+		if len(p.Endpoints) == 0 && p.Discovery == nil {
+			add("a pool needs at least one endpoint or a discovery", "pools", i, "endpoints")
+		}
+		if p.Discovery != nil {
+			p.Discovery.validate(add, i, p.Protocol)
 		}
 		eps := map[string]bool{}
 		for j, e := range p.Endpoints {
