@@ -2,9 +2,9 @@ package router
 
 import (
 	"context"
+	"errors"
 
 	"go.opentelemetry.io/otel/trace"
-	"errors"
 
 	"github.com/switchyard-ai/switchyard/policy"
 )

@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/switchyard-ai/switchyard/backends"
 	"github.com/switchyard-ai/switchyard/cluster"
 	"github.com/switchyard-ai/switchyard/internal/admin"
 	"github.com/switchyard-ai/switchyard/internal/config"
@@ -33,7 +32,7 @@ func (s *Server) mountAdminAPI(mux *http.ServeMux, cfg *config.Config, rt *route
 	s.setEffectiveConfig(cfg, time.Now())
 	opts := []admin.Option{
 		admin.WithTable(rt.Table),
-		admin.WithPools(func() []*backends.Pool { return s.pools }),
+		admin.WithPools(s.reload.currentPools),
 		admin.WithCluster(clusterView{s: s, since: time.Now()}),
 		admin.WithConfig(func() ([]byte, time.Time) {
 			e := s.effective.Load()

@@ -192,7 +192,11 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	s, err := Start(ctx, cfg, WithLogOutput(stderr))
+	opts := []StartOption{WithLogOutput(stderr)}
+	if f.configFile != "" {
+		opts = append(opts, WithConfigFile(f.configFile, f.load))
+	}
+	s, err := Start(ctx, cfg, opts...)
 	if err != nil {
 		return err
 	}

@@ -19,7 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/switchyard-ai/switchyard/backends"
+	"github.com/switchyard-ai/switchyard/backends/discovery"
 	"github.com/switchyard-ai/switchyard/cluster"
 	"github.com/switchyard-ai/switchyard/internal/admin"
 	"github.com/switchyard-ai/switchyard/internal/config"
@@ -36,7 +36,7 @@ type Server struct {
 	admin   *http.Server
 	dataLn  net.Listener
 	adminLn net.Listener
-	pools   []*backends.Pool
+	reload  *reloader // pools, routes and policy, and their reloading
 	shared  *shared
 	metrics *prometheus.Registry
 	tracing *tracing
@@ -57,6 +57,11 @@ type StartOption func(*startOptions)
 type startOptions struct {
 	logOut   io.Writer
 	certPoll time.Duration
+	// Reloading and discovery; see reload.go.
+	configFile string
+	loadConfig func() (*config.Config, error)
+	configPoll time.Duration
+	kube       discovery.Client
 }
 
 // WithLogOutput sends logs to w instead of stderr.
@@ -94,19 +99,19 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 			tr.shutdown(context.Background())
 		}
 	}()
-	pools, routes, virtual, scheds, err := buildRoutes(cfg, metrics, sh.sessions, tr)
-	if err != nil {
-		return nil, err
-	}
-	reg.MustRegister(newEndpointCollector(func() []*backends.Pool { return pools }))
-	auth, limiter, verifier, err := buildPolicy(ctx, cfg, sh.counters)
-	if err != nil {
-		return nil, err
-	}
 	rt := router.New(router.WithMetrics(metrics), router.WithTracer(tr.routerTracer()), router.WithPriorityClasses(cfg.Routing.PriorityClasses),
-		router.WithDefaultPriority(cfg.Routing.DefaultPriority), router.WithShedClasses(cfg.Routing.ShedClasses),
-		router.WithPolicy(auth, limiter, cfg.Limits.DefaultOutputTokens))
-	rt.Swap(router.NewTable(routes, virtual...))
+		router.WithDefaultPriority(cfg.Routing.DefaultPriority), router.WithShedClasses(cfg.Routing.ShedClasses))
+	// The reloader builds pools, routes and policy, and swaps them into rt now and on reload.
+	rl, err := newReloader(ctx, cfg, rt, metrics, reg, sh, tr, log, o)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if !started {
+			rl.close()
+		}
+	}()
+	reg.MustRegister(newEndpointCollector(rl.currentPools))
 	front := openai.NewHandler(rt,
 		openai.WithMaxBodyBytes(cfg.Server.MaxBodyBytes), openai.WithMaxJSONDepth(cfg.Server.MaxJSONDepth),
 		openai.WithSessionHeader(cfg.Routing.SessionHeader), openai.WithSessionFromUser(cfg.Routing.SessionFromUser),
@@ -117,7 +122,8 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 		openai.WithRealtimeLimits(openai.RealtimeLimits{Idle: cfg.OpenAI.Realtime.IdleTimeout.D(), MaxDuration: cfg.OpenAI.Realtime.MaxDuration.D()}),
 		openai.WithPassthrough(passthroughPaths(cfg.OpenAI.Passthrough)...))
 
-	s := &Server{log: log, drain: cfg.Server.DrainTimeout.D(), pools: pools, shared: sh, metrics: reg, tracing: tr}
+	s := &Server{log: log, drain: cfg.Server.DrainTimeout.D(), reload: rl, shared: sh, metrics: reg, tracing: tr}
+	rl.applied = s.setEffectiveConfig
 	ks := kserve.NewHandler(rt,
 		kserve.WithLogger(log), kserve.WithMetrics(metrics),
 		kserve.WithServerInfo(Version, s.ready.Load),
@@ -195,25 +201,11 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
 	s.goServe(s.data, s.dataLn)
-	if verifier != nil {
-		s.wg.Go(func() { verifier.Run(bg) })
-	}
+	rl.start(bg, &s.wg)
 	if certs != nil {
 		s.wg.Go(func() { certs.Run(bg) })
 	}
 	s.goServe(s.admin, s.adminLn)
-	for i, p := range pools {
-		if p.MetricsFormat() == backends.MetricsNone {
-			continue
-		}
-		st, sched := cfg.Pools[i].Stats, scheds[i]
-		c := backends.NewCollector([]*backends.Pool{p},
-			backends.WithScrapeInterval(st.Interval.D()), backends.WithScrapeTimeout(st.Timeout.D()),
-			backends.WithFailureThreshold(st.FailureThreshold), backends.WithLogger(log),
-			// Fresh stats may show room: let a request waiting for capacity try again.
-			backends.WithOnScrape(func(*backends.Pool, *backends.Endpoint) { sched.Wake() }))
-		s.wg.Go(func() { c.Run(bg) })
-	}
 	s.ready.Store(true)
 	started = true
 	log.Info("switchyard started", "version", version(), "listen", s.dataLn.Addr().String(),
@@ -236,108 +228,6 @@ func passthroughPaths(paths []config.PassthroughPath) []openai.Passthrough {
 		out[i] = openai.Passthrough{Path: p.Path, Methods: p.Methods, ModelHeader: p.ModelHeader}
 	}
 	return out
-}
-
-// buildRoutes turns configured pools and models into runtime pools, their schedulers (both in
-// the order of cfg.Pools) and routes.
-func buildRoutes(cfg *config.Config, metrics *router.Metrics, sessions cluster.Sessions, tr *tracing) ([]*backends.Pool, []*router.Route, []*router.Virtual, []*router.Scheduler, error) {
-	byName := map[string]*router.Scheduler{}
-	var pools []*backends.Pool
-	var scheds []*router.Scheduler
-	for _, pc := range cfg.Pools {
-		u := pc.Upstream
-		opts := backends.HTTPOptions{Propagate: tr.injectHTTP(),
-			ConnectTimeout: u.ConnectTimeout.D(), FirstByteTimeout: u.FirstByteTimeout.D(),
-			IdleStreamTimeout: u.IdleStreamTimeout.D(), MaxIdleConns: u.MaxIdleConnsPerEndpoint,
-		}
-		if u.TLS != nil {
-			opts.TLS = &backends.TLSOptions{CAFile: u.TLS.CAFile, CertFile: u.TLS.CertFile, KeyFile: u.TLS.KeyFile,
-				ServerName: u.TLS.ServerName, InsecureSkipVerify: u.TLS.InsecureSkipVerify}
-		}
-		client, err := backends.NewHTTPClient(opts)
-		if err != nil {
-			return nil, nil, nil, nil, fmt.Errorf("pool %s: %w", pc.Name, err)
-		}
-		var eps []*backends.Endpoint
-		for _, raw := range pc.Endpoints {
-			ep, err := backends.NewEndpoint(raw)
-			if err != nil {
-				return nil, nil, nil, nil, fmt.Errorf("pool %s: %w", pc.Name, err)
-			}
-			if pc.Stats.MetricsPort != 0 {
-				ep.WithMetricsPort(pc.Stats.MetricsPort)
-			}
-			eps = append(eps, ep)
-		}
-		format, err := backends.ParseMetricsFormat(pc.Metrics)
-		if err != nil {
-			return nil, nil, nil, nil, fmt.Errorf("pool %s: %w", pc.Name, err)
-		}
-		p := backends.NewPool(pc.Name, eps, client, format)
-		if pc.Protocol == "kserve" {
-			g, err := backends.NewGRPCClient(eps, backends.GRPCOptions{ConnectTimeout: u.ConnectTimeout.D(), DialOptions: tr.grpcDialOptions(),
-				MaxMessageBytes: int(cfg.Server.MaxGRPCMessageBytes), TLS: opts.TLS})
-			if err != nil {
-				return nil, nil, nil, nil, fmt.Errorf("pool %s: %w", pc.Name, err)
-			}
-			p.GRPC = g
-		}
-		sc := pc.Scheduling
-		prefixes := router.NewPrefixIndex(0)
-		schedOpts := []router.SchedulerOption{router.WithQueue(sc.Queue.MaxWaiting, sc.Queue.Timeout.D()),
-			router.WithPrefixIndex(prefixes), router.WithSchedulerMetrics(metrics)}
-		if *sc.SessionAffinity {
-			schedOpts = append(schedOpts, router.WithSessions(sessions, cfg.Routing.SessionTTL.D(),
-				int64(sc.Saturation.MaxQueue+cfg.Routing.SessionMargin), min(1, sc.Saturation.MaxKV+0.1)))
-		}
-		sched := router.NewScheduler(p, newPicker(pc, prefixes, cfg.Routing.ShedClasses), schedOpts...)
-		byName[pc.Name] = sched
-		pools = append(pools, p)
-		scheds = append(scheds, sched)
-	}
-	protocols := map[string]router.Protocol{}
-	for _, pc := range cfg.Pools {
-		protocols[pc.Name] = router.ProtocolOpenAI
-		if pc.Protocol == "kserve" {
-			protocols[pc.Name] = router.ProtocolKServe
-		}
-	}
-	var routes []*router.Route
-	concrete := map[string]*router.Route{}
-	for _, m := range cfg.Models {
-		if len(m.Routes) > 0 {
-			continue
-		}
-		rt := &router.Route{Protocol: protocols[m.Pool], Model: m.Name, TargetModel: m.TargetModel, Scheduler: byName[m.Pool]}
-		for _, o := range m.Overflow {
-			rt.Overflow = append(rt.Overflow, byName[o])
-		}
-		routes = append(routes, rt)
-		concrete[m.Name] = rt
-	}
-	var virtual []*router.Virtual
-	for _, m := range cfg.Models {
-		if len(m.Routes) == 0 {
-			continue
-		}
-		v := &router.Virtual{Name: m.Name}
-		for _, rr := range m.Routes {
-			rule := router.Rule{}
-			if w := rr.When; w != nil {
-				rule.Match = &router.Match{MinPromptTokens: w.MinPromptTokens, MaxPromptTokens: w.MaxPromptTokens,
-					MinOutputTokens: w.MinOutputTokens, MaxOutputTokens: w.MaxOutputTokens,
-					Priorities: w.Priorities, Tenants: w.Tenants, Headers: w.Headers}
-			}
-			for _, t := range rr.To {
-				rule.Targets = append(rule.Targets, concrete[t.Model])
-				rule.Weights = append(rule.Weights, t.Weight)
-				v.Protocol = concrete[t.Model].Protocol
-			}
-			v.Rules = append(v.Rules, rule)
-		}
-		virtual = append(virtual, v)
-	}
-	return pools, routes, virtual, scheds, nil
 }
 
 // newPicker builds a pool's picker from its scheduling settings. The default profile is
@@ -424,12 +314,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.wg.Wait()
 		s.shared.close()
 		s.tracing.shutdown(context.Background())
-		for _, p := range s.pools {
-			p.Client.Close()
-			if p.GRPC != nil {
-				p.GRPC.Close()
-			}
-		}
+		s.reload.close()
 		s.err = err
 		s.log.Info("switchyard stopped")
 	})
