@@ -10,6 +10,7 @@ import (
 
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	discoveryv1client "k8s.io/client-go/kubernetes/typed/discovery/v1"
@@ -92,6 +93,12 @@ func (k *Kubernetes) Run(ctx context.Context, update func([]string)) error {
 	if k.client == nil {
 		return fmt.Errorf("discovery: no Kubernetes client")
 	}
+	// The API server filters by the selector; matching again here costs little and keeps
+	// watch events of other slices out whatever the server (or a fake) sends.
+	sel, err := labels.Parse(k.selector)
+	if err != nil {
+		return fmt.Errorf("discovery: selector %q: %w", k.selector, err)
+	}
 	api := k.client.DiscoveryV1()
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
@@ -137,7 +144,7 @@ func (k *Kubernetes) Run(ctx context.Context, update func([]string)) error {
 	}
 	var last []string
 	for first := true; ; first = false {
-		urls := k.endpoints(inf.GetStore().List())
+		urls := k.endpoints(inf.GetStore().List(), sel)
 		if first || !slices.Equal(urls, last) {
 			last = urls
 			update(append([]string(nil), urls...))
@@ -151,11 +158,11 @@ func (k *Kubernetes) Run(ctx context.Context, update func([]string)) error {
 }
 
 // endpoints turns slices into the sorted URLs of their ready endpoints.
-func (k *Kubernetes) endpoints(objs []any) []string {
+func (k *Kubernetes) endpoints(objs []any, sel labels.Selector) []string {
 	urls := []string{}
 	for _, o := range objs {
 		s, ok := o.(*discoveryv1.EndpointSlice)
-		if !ok {
+		if !ok || !sel.Matches(labels.Set(s.Labels)) {
 			continue
 		}
 		port := k.slicePort(s)
