@@ -85,6 +85,10 @@ func NewHTTPClient(opts HTTPOptions) (*HTTPClient, error) {
 		IdleConnTimeout:       90 * time.Second,
 		// Bytes pass through untouched: no transparent gzip, which would also break SSE framing.
 		DisableCompression: true,
+		// Prompts run to hundreds of KiB: 64 KiB buffers send one in a few writes, not one
+		// syscall per 4 KiB, and read streamed answers in fewer calls.
+		WriteBufferSize: 64 << 10,
+		ReadBufferSize:  64 << 10,
 		// Model servers speak HTTP/1.1 in cleartext; one connection per concurrent request
 		// keeps one slow stream from delaying others.
 		ForceAttemptHTTP2:     false,

@@ -38,7 +38,7 @@ type relayed struct {
 }
 
 // relaySSE copies server-sent events from src to dst one whole event at a time (an event ends
-// at a blank line), flushing after each. It returns when src ends or fails, or dst fails.
+// at a blank line), flushing after each, or after the last of those that arrived together. It returns when src ends or fails, or dst fails.
 // Lines may end in "\n" or "\r\n"; bytes pass through unchanged. onEvent, when not nil, sees
 // each event as it arrives, with its index (0 for the first), and may drop it by returning
 // false.
@@ -71,6 +71,10 @@ func relaySSE(dst sseWriter, src io.Reader, onEvent func(i int, ev []byte) bool)
 				if _, werr := dst.Write(ev); werr != nil {
 					return r, fmt.Errorf("%w: %w", errClientWrite, werr)
 				}
+			}
+			// Flush unless another whole event has already arrived: it follows at once, and
+			// one write then carries both. Nothing waits in the buffer while the relay blocks.
+			if !eventWaiting(br) {
 				dst.Flush()
 			}
 			r.events++
@@ -83,6 +87,12 @@ func relaySSE(dst sseWriter, src io.Reader, onEvent func(i int, ev []byte) bool)
 			return r, rerr
 		}
 	}
+}
+
+// eventWaiting reports whether br holds a whole event (up to a blank line) not yet read.
+func eventWaiting(br *bufio.Reader) bool {
+	pending, _ := br.Peek(br.Buffered())
+	return bytes.Contains(pending, []byte("\n\n")) || bytes.Contains(pending, []byte("\n\r\n"))
 }
 
 func isBlank(line []byte) bool {

@@ -8,7 +8,8 @@ import (
 )
 
 // FuzzRelaySSE checks that the relay passes any upstream byte stream through unchanged,
-// however the reads are split, with one flush per event; that dropping events drops exactly
+// however the reads are split, flushing each event that arrives alone and never leaving
+// output unflushed; that dropping events drops exactly
 // those bytes; and that the usage scanner never panics on an event.
 func FuzzRelaySSE(f *testing.F) {
 	for _, s := range []string{
@@ -32,12 +33,15 @@ func FuzzRelaySSE(f *testing.F) {
 		if !bytes.Equal(whole.Bytes(), in) {
 			t.Fatalf("relay changed bytes:\n in %q\nout %q", in, whole.Bytes())
 		}
-		if len(whole.flushes) != r.events {
-			t.Fatalf("%d flushes for %d events", len(whole.flushes), r.events)
+		if n := len(whole.flushes); r.events > 0 && (n == 0 || n > r.events || whole.flushes[n-1] != len(in)) {
+			t.Fatalf("flushes at %v for %d events of %d bytes: some output left unflushed", whole.flushes, r.events, len(in))
 		}
 		r1, err := relaySSE(&oneByte, iotest.OneByteReader(bytes.NewReader(in)), nil)
 		if err != nil || r1.events != r.events || r1.sawDone != r.sawDone || !bytes.Equal(oneByte.Bytes(), in) {
 			t.Fatalf("byte-at-a-time relay differs: %d events (%v), done %v; want %d, done %v", r1.events, err, r1.sawDone, r.events, r.sawDone)
+		}
+		if len(oneByte.flushes) != r.events {
+			t.Fatalf("events arriving one by one: %d flushes for %d events", len(oneByte.flushes), r.events)
 		}
 		// Events split where the whole relay flushed; dropping some must drop exactly those.
 		var want []byte

@@ -63,8 +63,13 @@ func TestRelaySSE(t *testing.T) {
 			if out.String() != tt.in {
 				t.Errorf("bytes changed in relay")
 			}
-			if len(out.flushes) != tt.events {
+			// Events that arrive one by one are flushed one by one; events that arrive together
+			// go out together. Either way nothing is left unflushed.
+			if tt.readerOne && len(out.flushes) != tt.events {
 				t.Errorf("flushes = %d, want one per event (%d)", len(out.flushes), tt.events)
+			}
+			if n := len(out.flushes); tt.events > 0 && (n == 0 || n > tt.events || out.flushes[n-1] != out.Len()) {
+				t.Errorf("flushes at %v for %d bytes in %d events", out.flushes, out.Len(), tt.events)
 			}
 		})
 	}
@@ -165,4 +170,28 @@ func (r *repeatReader) Read(p []byte) (int, error) {
 		p[i] = r.b
 	}
 	return len(p), nil
+}
+
+func TestRelaySSEFlushesEachEventAsItArrives(t *testing.T) {
+	pr, pw := io.Pipe()
+	var out flushRecorder
+	done := make(chan error, 1)
+	go func() { _, err := relaySSE(&out, pr, nil); done <- err }()
+	// Each event is flushed before the next arrives: the write blocks until the relay reads.
+	for _, ev := range []string{"data: 1\n\n", "data: 2\n\ndata: 3\n\n", "data: [DONE]\n\n"} {
+		io.WriteString(pw, ev)
+	}
+	pw.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	want := []int{9, 27, 27 + 14} // the second write carried two events: one flush after both
+	if len(out.flushes) != len(want) {
+		t.Fatalf("flushes at %v, want %v", out.flushes, want)
+	}
+	for i := range want {
+		if out.flushes[i] != want[i] {
+			t.Fatalf("flushes at %v, want %v", out.flushes, want)
+		}
+	}
 }
