@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -702,9 +700,8 @@ func TestAdminConfig(t *testing.T) {
 	case len(cfg.Admin.APIKeys) != 1 || cfg.Admin.APIKeys[0] != policy.HashKey(adminKey):
 		t.Errorf("admin keys %v", cfg.Admin.APIKeys)
 	}
-	sum := sha256.Sum256([]byte(got.Yaml))
-	if got.Version != hex.EncodeToString(sum[:]) {
-		t.Errorf("version %s is not the SHA-256 of the YAML", got.Version)
+	if v := a.srv.ConfigVersion().Hash; got.Version != v || len(v) != 16 {
+		t.Errorf("version %q, want the server's %q", got.Version, v)
 	}
 	if at := got.LoadedAt.AsTime(); at.Before(before.Add(-time.Second)) || at.After(time.Now()) {
 		t.Errorf("loaded at %v", at)
@@ -776,4 +773,103 @@ func TestAdminCluster(t *testing.T) {
 		_, err := a.api.GetSession(ctx, &adminv1.GetSessionRequest{Pool: "p", Session: "shared-conv"})
 		return status.Code(err) == codes.NotFound
 	})
+}
+
+// TestAdminReload: after a reload the API shows the new routes, pools and configuration at
+// once, and an endpoint that stays in its pool stays drained.
+func TestAdminReload(t *testing.T) {
+	a1, a2, b := startSim(t, sim.Config{Model: "m"}), startSim(t, sim.Config{Model: "m"}), startSim(t, sim.Config{Model: "m"})
+	path := filepath.Join(t.TempDir(), "switchyard.yaml")
+	write := func(text string) {
+		if err := os.WriteFile(path, []byte(text+adminYAML), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	load := func() (*config.Config, error) {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		cfg, err := config.Decode(data)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Listen, cfg.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
+		return cfg, cfg.Finish(data)
+	}
+	write(poolYAML("m", "", a1.URL, a2.URL))
+	cfg, err := load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := app.Start(context.Background(), cfg, app.WithLogOutput(testLogs()), app.WithConfigFile(path, load),
+		app.WithConfigPollInterval(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+	})
+	a := dialAdmin(t, s)
+	ctx := authed(t, adminKey)
+	before, err := a.api.GetConfig(ctx, &adminv1.GetConfigRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.api.DrainEndpoint(ctx, &adminv1.DrainEndpointRequest{Pool: "p", Endpoint: a1.Host}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Pool p loses a2; a new pool q and its model n arrive.
+	write("pools:\n" +
+		"  - {name: p, metrics: none, endpoints: [" + a1.URL + "]}\n" +
+		"  - {name: q, metrics: none, endpoints: [" + b.URL + "]}\n" +
+		"models:\n  - {name: m, pool: p}\n  - {name: n, pool: q, target_model: m}\n")
+	if err := s.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	after, err := a.api.GetConfig(ctx, &adminv1.GetConfigRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case after.Version == before.Version || after.Version != s.ConfigVersion().Hash:
+		t.Errorf("version %s after the reload (before %s, server %s)", after.Version, before.Version, s.ConfigVersion().Hash)
+	case !after.LoadedAt.AsTime().After(before.LoadedAt.AsTime()):
+		t.Errorf("loaded at %v, not after %v", after.LoadedAt.AsTime(), before.LoadedAt.AsTime())
+	case !strings.Contains(after.Yaml, b.URL):
+		t.Errorf("the new pool is missing from the config:\n%s", after.Yaml)
+	}
+	models, err := a.api.ListModels(ctx, &adminv1.ListModelsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(models.Models) != 2 || models.Models[1].Name != "n" || models.Models[1].Pool != "q" {
+		t.Errorf("models after the reload: %v", models)
+	}
+	pools, err := a.api.ListPools(ctx, &adminv1.ListPoolsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case len(pools.Pools) != 2 || len(pools.Pools[0].Endpoints) != 1 || findEndpoint(pools, "q", b.Host) == nil:
+		t.Errorf("pools after the reload: %v", pools)
+	case !findEndpoint(pools, "p", a1.Host).GetDrained():
+		t.Errorf("%s lost its drain in the reload", a1.Host)
+	}
+	// The kept endpoint is still out of rotation: pool p has no other, so m is unavailable.
+	resp, err := http.Post(a.base+"/v1/chat/completions", "application/json",
+		strings.NewReader(`{"model":"m","max_tokens":2,"messages":[{"role":"user","content":"hi"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("model m with its only endpoint drained: %d, want 503", resp.StatusCode)
+	}
+	if got := chat(t, a.base, "n", ""); got != b.Host {
+		t.Errorf("model n served by %q, want %s", got, b.Host)
+	}
 }

@@ -2,8 +2,6 @@ package admin
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -16,7 +14,6 @@ func (s *Service) GetConfig(context.Context, *adminv1.GetConfigRequest) (*adminv
 	if s.config == nil {
 		return nil, status.Error(codes.Unimplemented, "this replica does not expose its configuration")
 	}
-	yaml, loaded := s.config()
-	sum := sha256.Sum256(yaml)
-	return &adminv1.GetConfigResponse{Yaml: string(yaml), Version: hex.EncodeToString(sum[:]), LoadedAt: timestamp(loaded)}, nil
+	c := s.config()
+	return &adminv1.GetConfigResponse{Yaml: string(c.YAML), Version: c.Version, LoadedAt: timestamp(c.LoadedAt)}, nil
 }

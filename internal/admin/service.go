@@ -24,7 +24,7 @@ type Service struct {
 	pools    func() []*backends.Pool
 	cluster  Cluster
 	sessions cluster.SessionAdmin
-	config   func() (yaml []byte, loaded time.Time)
+	config   func() Config
 	now      func() time.Time
 }
 
@@ -48,11 +48,19 @@ func WithCluster(c Cluster) Option { return func(s *Service) { s.cluster = c } }
 // Default: none, and both are UNIMPLEMENTED.
 func WithSessions(a cluster.SessionAdmin) Option { return func(s *Service) { s.sessions = a } }
 
-// WithConfig sets the function that returns the effective configuration as YAML, secrets
-// already redacted, and when it was loaded. Default: none, and GetConfig is UNIMPLEMENTED.
-func WithConfig(f func() (yaml []byte, loaded time.Time)) Option {
-	return func(s *Service) { s.config = f }
+// Config is a configuration as GetConfig shows it.
+type Config struct {
+	// YAML is the effective configuration, secrets already redacted.
+	YAML []byte
+	// Version identifies the configuration; it changes exactly when the configuration does.
+	Version string
+	// LoadedAt is when the configuration was applied.
+	LoadedAt time.Time
 }
+
+// WithConfig sets the function that returns the configuration in force; it is called on every
+// GetConfig. Default: none, and GetConfig is UNIMPLEMENTED.
+func WithConfig(f func() Config) Option { return func(s *Service) { s.config = f } }
 
 // WithClock sets the clock that judges health, stats age and session expiry; default time.Now.
 func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }

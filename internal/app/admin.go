@@ -10,33 +10,26 @@ import (
 	"github.com/switchyard-ai/switchyard/router"
 )
 
-// effectiveConfig is the configuration in force as the admin API shows it.
-type effectiveConfig struct {
-	yaml   []byte
-	loaded time.Time
-}
-
-// setEffectiveConfig records cfg, loaded at the given time, as the configuration in force.
-// Secrets are redacted before anything keeps it.
-func (s *Server) setEffectiveConfig(cfg *config.Config, loaded time.Time) {
+// redactedYAML renders cfg as the admin API shows it: secrets replaced by REDACTED.
+func redactedYAML(cfg *config.Config) []byte {
 	c := *cfg
 	if c.Cluster.Etcd.Password != "" {
 		c.Cluster.Etcd.Password = "REDACTED"
 	}
-	s.effective.Store(&effectiveConfig{yaml: c.Marshal(), loaded: loaded})
+	return c.Marshal()
 }
 
 // mountAdminAPI serves the admin API (gRPC and REST, see internal/admin) on mux behind the
-// admin keys. It reads the routing table, pools and configuration in force on every call.
+// admin keys. It reads the routing table, pools and configuration in force on every call, so
+// a reload shows at once.
 func (s *Server) mountAdminAPI(mux *http.ServeMux, cfg *config.Config, rt *router.Router) {
-	s.setEffectiveConfig(cfg, time.Now())
 	opts := []admin.Option{
 		admin.WithTable(rt.Table),
 		admin.WithPools(s.reload.currentPools),
 		admin.WithCluster(clusterView{s: s, since: time.Now()}),
-		admin.WithConfig(func() ([]byte, time.Time) {
-			e := s.effective.Load()
-			return e.yaml, e.loaded
+		admin.WithConfig(func() admin.Config {
+			v := s.ConfigVersion()
+			return admin.Config{YAML: redactedYAML(v.Config), Version: v.Hash, LoadedAt: v.LoadedAt}
 		}),
 	}
 	if sa, ok := s.shared.sessions.(cluster.SessionAdmin); ok {

@@ -46,9 +46,8 @@ type Server struct {
 	once    sync.Once
 	err     error
 
-	// adminAPI serves the admin API; effective is the configuration it shows.
-	adminAPI  *admin.Handler
-	effective atomic.Pointer[effectiveConfig]
+	// adminAPI serves the admin API.
+	adminAPI *admin.Handler
 }
 
 // StartOption configures Start.
@@ -123,7 +122,6 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 		openai.WithPassthrough(passthroughPaths(cfg.OpenAI.Passthrough)...))
 
 	s := &Server{log: log, drain: cfg.Server.DrainTimeout.D(), reload: rl, shared: sh, metrics: reg, tracing: tr}
-	rl.applied = s.setEffectiveConfig
 	ks := kserve.NewHandler(rt,
 		kserve.WithLogger(log), kserve.WithMetrics(metrics),
 		kserve.WithServerInfo(Version, s.ready.Load),

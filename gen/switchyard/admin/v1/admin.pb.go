@@ -1547,10 +1547,11 @@ type GetConfigResponse struct {
 	// Yaml is the effective configuration: every default filled in, secrets
 	// replaced by "REDACTED".
 	Yaml string `protobuf:"bytes,1,opt,name=yaml,proto3" json:"yaml,omitempty"`
-	// Version is the hex SHA-256 digest of yaml; it changes exactly when the
-	// effective configuration does.
+	// Version identifies the configuration, as the reload log lines do: the first
+	// 16 hex digits of the SHA-256 of the normalized configuration. It changes
+	// exactly when the effective configuration does.
 	Version string `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
-	// LoadedAt is when this configuration was loaded.
+	// LoadedAt is when this configuration was applied: at start or by a reload.
 	LoadedAt      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=loaded_at,json=loadedAt,proto3" json:"loaded_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
