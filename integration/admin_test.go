@@ -798,20 +798,8 @@ func TestAdminReload(t *testing.T) {
 		return cfg, cfg.Finish(data)
 	}
 	write(poolYAML("m", "", a1.URL, a2.URL))
-	cfg, err := load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := app.Start(context.Background(), cfg, app.WithLogOutput(testLogs()), app.WithConfigFile(path, load),
-		app.WithConfigPollInterval(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-	})
+	s, _ := startRouter(t, poolYAML("m", "", a1.URL, a2.URL)+adminYAML,
+		app.WithConfigFile(path, load), app.WithConfigPollInterval(time.Hour))
 	a := dialAdmin(t, s)
 	ctx := authed(t, adminKey)
 	before, err := a.api.GetConfig(ctx, &adminv1.GetConfigRequest{})

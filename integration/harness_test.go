@@ -28,8 +28,8 @@ func TestMain(m *testing.M) {
 }
 
 // startRouter starts Switchyard from YAML (listen addresses are forced onto loopback port 0)
-// and returns its base URL, stopping it when the test ends.
-func startRouter(t *testing.T, yamlText string) (*app.Server, string) {
+// with any further options and returns its base URL, stopping it when the test ends.
+func startRouter(t *testing.T, yamlText string, opts ...app.StartOption) (*app.Server, string) {
 	t.Helper()
 	cfg, err := config.Decode([]byte(yamlText))
 	if err != nil {
@@ -43,7 +43,7 @@ func startRouter(t *testing.T, yamlText string) (*app.Server, string) {
 	if os.Getenv("SWITCHYARD_TEST_LOGS") != "" {
 		logs = os.Stderr
 	}
-	s, err := app.Start(context.Background(), cfg, app.WithLogOutput(logs))
+	s, err := app.Start(context.Background(), cfg, append([]app.StartOption{app.WithLogOutput(logs)}, opts...)...)
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}
