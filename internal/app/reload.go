@@ -84,6 +84,7 @@ type reloader struct {
 	file     string
 	poll     time.Duration
 	kube     discovery.Client // nil until a pool needs one, unless given
+	fileSeen []byte           // hash of the file's content at start
 
 	version atomic.Pointer[ConfigVersion]
 	// current lists the published pools in configuration order, for metrics and the admin API.
@@ -134,6 +135,8 @@ func newReloader(ctx context.Context, cfg *config.Config, rt *router.Router, met
 	reg.MustRegister(r.results)
 	r.results.WithLabelValues("ok")
 	r.results.WithLabelValues("rejected")
+	// The file as loaded just now: a change from here on is a reload.
+	r.fileSeen, _ = fileHash(r.file)
 	if err := r.apply(ctx, cfg, "start"); err != nil {
 		r.close()
 		return nil, err
@@ -160,13 +163,12 @@ func (r *reloader) start(bg context.Context, wg *sync.WaitGroup) {
 	signal.Notify(hup, syscall.SIGHUP)
 	wg.Go(func() {
 		defer signal.Stop(hup)
-		r.watch(bg, hup)
+		r.watch(bg, hup, r.fileSeen)
 	})
 }
 
-// watch reloads on SIGHUP and whenever the config file's content changes.
-func (r *reloader) watch(ctx context.Context, hup <-chan os.Signal) {
-	last, _ := fileHash(r.file)
+// watch reloads on SIGHUP and whenever the config file's content differs from last.
+func (r *reloader) watch(ctx context.Context, hup <-chan os.Signal, last []byte) {
 	t := time.NewTicker(r.poll)
 	defer t.Stop()
 	for {
