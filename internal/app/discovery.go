@@ -123,6 +123,19 @@ func (r *reloader) newSource(pc config.Pool) (discovery.Source, error) {
 	return discovery.NewKubernetes(client, k.Namespace, opts...), nil
 }
 
+// awaitingDiscovery names a pool that has no static endpoints and whose discovery has not
+// reported yet, or returns "" when there is none: until then the router is not ready.
+func (r *reloader) awaitingDiscovery() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, pc := range r.cfg.Pools {
+		if _, found := r.discovered[pc.Name]; pc.Discovery != nil && len(pc.Endpoints) == 0 && !found {
+			return pc.Name
+		}
+	}
+	return ""
+}
+
 // discoveredUpdate rebuilds one pool over its newly discovered endpoints and publishes a
 // routing table with it, keeping the endpoints that stayed. Updates from a source that has
 // since been replaced are ignored.

@@ -154,6 +154,10 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
+		if pool := rl.awaitingDiscovery(); pool != "" {
+			http.Error(w, "not ready: pool "+pool+" has no endpoints discovered yet", http.StatusServiceUnavailable)
+			return
+		}
 		// Degraded shared state still serves: sessions bind locally and limits hold by share.
 		st := sh.status()
 		fmt.Fprintf(w, "ready\ncluster: %s, %d members\n", st.Mode, st.Members)
