@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/switchyard-ai/switchyard/internal/config"
@@ -54,9 +55,9 @@ func (l *clientLimits) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// gRPC streams may send for as long as the call lasts; other bodies are sent at once.
 	if !rpc && l.readBody > 0 && r.Body != nil && r.Body != http.NoBody {
-		if rc.SetReadDeadline(time.Now().Add(l.readBody)) == nil {
-			r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
-		}
+		body := newDeadlineBody(r.Body, rc, l.readBody)
+		defer body.finish()
+		r.Body = body
 	}
 	if l.write > 0 {
 		dw := &deadlineWriter{ResponseWriter: w, rc: rc, d: l.write}
@@ -67,23 +68,43 @@ func (l *clientLimits) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	l.next.ServeHTTP(w, r)
 }
 
-// deadlineBody lifts the read deadline once the body has been read to its end, so that the
-// rest of the exchange (a long stream, the server's check for a vanished client) is not cut
-// by it. After a failed read the deadline stays, so the server's discarding of an unread
-// body stays bounded too.
+// deadlineBody cuts off a body that is still being sent after its timeout by moving the read
+// deadline to the past then, and only then: a deadline set up front would still be pending
+// when the server starts its background read for a vanished client after the body's end,
+// and would cancel a long stream that follows.
 type deadlineBody struct {
 	io.ReadCloser
-	rc   *http.ResponseController
-	done bool
+	mu    sync.Mutex
+	done  bool
+	timer *time.Timer
+}
+
+func newDeadlineBody(body io.ReadCloser, rc *http.ResponseController, d time.Duration) *deadlineBody {
+	b := &deadlineBody{ReadCloser: body}
+	b.timer = time.AfterFunc(d, func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if !b.done {
+			rc.SetReadDeadline(time.Now())
+		}
+	})
+	return b
 }
 
 func (b *deadlineBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	if err == io.EOF && !b.done {
-		b.done = true
-		b.rc.SetReadDeadline(time.Time{})
+	if err == io.EOF {
+		b.finish()
 	}
 	return n, err
+}
+
+// finish stops the timer: the body has been read, or its handler is done.
+func (b *deadlineBody) finish() {
+	b.mu.Lock()
+	b.done = true
+	b.mu.Unlock()
+	b.timer.Stop()
 }
 
 // deadlineWriter keeps a write deadline d ahead of the latest write or flush, so that a
