@@ -54,6 +54,9 @@ func startReplicas(t *testing.T, ec *etcdembed.Cluster, n int, yamlText string) 
 		cfg.Cluster.ReplicaID = fmt.Sprintf("replica-%d", i)
 		cfg.Cluster.MemberTTL = config.Duration(3 * time.Second)
 		cfg.Cluster.Etcd.RequestTimeout = config.Duration(500 * time.Millisecond)
+		// Under the race detector on a loaded machine an etcd round trip can pass the default
+		// 250ms bind timeout, and a first turn would then bind locally; wait longer here.
+		cfg.Cluster.BindTimeout = config.Duration(2 * time.Second)
 		if err := cfg.Finish([]byte(yamlText)); err != nil {
 			t.Fatal(err)
 		}
