@@ -107,7 +107,9 @@ func TestRestartOnlySettings(t *testing.T) {
 		edit func(*config.Config)
 		want []string
 	}{
-		{"pools and models reload", func(c *config.Config) { c.Models = append(c.Models, config.Model{Name: "m2", Pool: "p", TargetModel: "m2"}) }, nil},
+		{"pools and models reload", func(c *config.Config) {
+			c.Models = append(c.Models, config.Model{Name: "m2", Pool: "p", TargetModel: "m2"})
+		}, nil},
 		{"limits reload", func(c *config.Config) { c.Limits.DefaultOutputTokens = 9 }, nil},
 		{"session ttl reloads", func(c *config.Config) { c.Routing.SessionTTL *= 2 }, nil},
 		{"listen", func(c *config.Config) { c.Listen = "0.0.0.0:1" }, []string{"listen"}},
