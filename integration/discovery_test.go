@@ -5,8 +5,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -57,41 +55,11 @@ models:
 		code, _ := httpGet(t, "http://"+srv.AdminAddr()+"/readyz")
 		return code == http.StatusOK
 	})
-	var served sync.Map // endpoint -> *atomic.Int64
-	count := func(ep string) int64 {
-		v, _ := served.LoadOrStore(ep, new(atomic.Int64))
-		return v.(*atomic.Int64).Load()
-	}
-	stop := make(chan struct{})
-	var failed, total atomic.Int64
-	var wg sync.WaitGroup
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
-	defer client.CloseIdleConnections()
-	for range 6 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				ep, err := stream(client, base, "m")
-				if err != nil {
-					failed.Add(1)
-					t.Log(err)
-					continue
-				}
-				v, _ := served.LoadOrStore(ep, new(atomic.Int64))
-				v.(*atomic.Int64).Add(1)
-				total.Add(1)
-			}
-		})
-	}
+	load := startStreams(t, base, "m", 6)
+	count := load.served
 	defer func() {
-		close(stop)
-		wg.Wait()
-		if failed.Load() != 0 {
-			t.Errorf("%d of %d streams failed", failed.Load(), failed.Load()+total.Load())
+		if failed, total := load.stop(); failed != 0 {
+			t.Errorf("%d of %d streams failed", failed, total)
 		}
 	}()
 	takesTraffic := func(sims ...*simServer) {
@@ -106,8 +74,8 @@ models:
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
 		for time.Now().Before(deadline) {
-			n, seen := count(s.Host), total.Load()
-			eventually(t, "30 more streams", func() bool { return total.Load() >= seen+30 })
+			n, seen := count(s.Host), load.total.Load()
+			eventually(t, "30 more streams", func() bool { return load.total.Load() >= seen+30 })
 			if count(s.Host) == n {
 				return
 			}

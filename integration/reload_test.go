@@ -255,6 +255,63 @@ func stream(client *http.Client, base, model string) (string, error) {
 	return ep, nil
 }
 
+// streams runs streaming requests for model from workers until stop, counting them by the
+// endpoint that served them.
+type streams struct {
+	stopc         chan struct{}
+	wg            sync.WaitGroup
+	byEndpoint    sync.Map // endpoint -> *atomic.Int64
+	failed, total atomic.Int64
+}
+
+func startStreams(t *testing.T, base, model string, workers int) *streams {
+	s := &streams{stopc: make(chan struct{})}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
+	for range workers {
+		s.wg.Go(func() {
+			for {
+				select {
+				case <-s.stopc:
+					return
+				default:
+				}
+				ep, err := stream(client, base, model)
+				s.total.Add(1)
+				if err != nil {
+					s.failed.Add(1)
+					t.Log(err)
+					continue
+				}
+				v, _ := s.byEndpoint.LoadOrStore(ep, new(atomic.Int64))
+				v.(*atomic.Int64).Add(1)
+			}
+		})
+	}
+	t.Cleanup(func() {
+		s.stop()
+		client.CloseIdleConnections()
+	})
+	return s
+}
+
+// served counts the streams ep has served so far.
+func (s *streams) served(ep string) int64 {
+	v, _ := s.byEndpoint.LoadOrStore(ep, new(atomic.Int64))
+	return v.(*atomic.Int64).Load()
+}
+
+// stop ends the load once the streams in flight are over, and reports how many failed out of
+// how many. It may be called more than once.
+func (s *streams) stop() (failed, total int64) {
+	select {
+	case <-s.stopc:
+	default:
+		close(s.stopc)
+	}
+	s.wg.Wait()
+	return s.failed.Load(), s.total.Load()
+}
+
 // TestReloadUnderStreamingLoad reloads again and again while streams run: endpoints come and
 // go, a model and a limit are added and removed. No request fails and no stream is cut, and
 // traffic follows each endpoint set.
@@ -262,36 +319,8 @@ func TestReloadUnderStreamingLoad(t *testing.T) {
 	sims := []*simServer{startSim(t, sim.Config{}), startSim(t, sim.Config{}), startSim(t, sim.Config{})}
 	a, b, c := sims[0], sims[1], sims[2]
 	s := serveFile(t, reloadYAML([]*simServer{a, b}, []string{"m"}, ""))
-	var served sync.Map // endpoint -> *atomic.Int64
-	count := func(ep string) int64 {
-		v, _ := served.LoadOrStore(ep, new(atomic.Int64))
-		return v.(*atomic.Int64).Load()
-	}
-	stop := make(chan struct{})
-	var failed, total atomic.Int64
-	var wg sync.WaitGroup
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
-	defer client.CloseIdleConnections()
-	for range 8 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				ep, err := stream(client, s.base, "m")
-				total.Add(1)
-				if err != nil {
-					failed.Add(1)
-					t.Log(err)
-					continue
-				}
-				v, _ := served.LoadOrStore(ep, new(atomic.Int64))
-				v.(*atomic.Int64).Add(1)
-			}
-		})
-	}
+	load := startStreams(t, s.base, "m", 8)
+	count := load.served
 	steps := []struct {
 		pool   []*simServer
 		models []string
@@ -311,10 +340,8 @@ func TestReloadUnderStreamingLoad(t *testing.T) {
 			eventually(t, "traffic on "+sv.Host, func() bool { return count(sv.Host) > before })
 		}
 	}
-	close(stop)
-	wg.Wait()
-	if failed.Load() != 0 || total.Load() < 20 {
-		t.Errorf("%d of %d streams failed", failed.Load(), total.Load())
+	if failed, total := load.stop(); failed != 0 || total < 20 {
+		t.Errorf("%d of %d streams failed", failed, total)
 	}
 }
 

@@ -86,17 +86,7 @@ func TestDNSRunFollowsRecords(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	expect := func(want ...string) {
-		t.Helper()
-		select {
-		case got := <-updates:
-			if !slices.Equal(got, want) {
-				t.Fatalf("update %q, want %q", got, want)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatalf("no update, want %q", want)
-		}
-	}
+	expect := func(want ...string) { t.Helper(); expectUpdate(t, updates, want...) }
 	// tick asks for one more resolution and waits until the server has answered both its
 	// queries (A and AAAA). Updates arrive in order, so a wrong report after a tick shows up
 	// at the next expect.
@@ -127,6 +117,19 @@ func TestDNSRunFollowsRecords(t *testing.T) {
 	srv.SetAddrs("pool.test", "127.0.0.11")
 	tick()
 	expect("http://127.0.0.11:9000")
+}
+
+// expectUpdate waits for the next reported set and checks it.
+func expectUpdate(t *testing.T, updates <-chan []string, want ...string) {
+	t.Helper()
+	select {
+	case got := <-updates:
+		if !slices.Equal(got, want) {
+			t.Fatalf("update %q, want %q", got, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no update, want %q", want)
+	}
 }
 
 func TestDNSRunNeedsPort(t *testing.T) {

@@ -114,17 +114,7 @@ func TestKubernetesFollowsEndpointSlices(t *testing.T) {
 					t.Error(err)
 				}
 			}()
-			expect := func(want ...string) {
-				t.Helper()
-				select {
-				case got := <-updates:
-					if !slices.Equal(got, want) {
-						t.Fatalf("update %q, want %q", got, want)
-					}
-				case <-time.After(10 * time.Second):
-					t.Fatalf("no update, want %q", want)
-				}
-			}
+			expect := func(want ...string) { t.Helper(); expectUpdate(t, updates, want...) }
 			expect("http://10.0.0.1:8000")
 
 			// A second slice of the Service, with an endpoint whose readiness is unknown.
