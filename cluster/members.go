@@ -32,14 +32,18 @@ const (
 
 // Status describes the state of a replica's shared state, for /readyz and the admin API.
 type Status struct {
-	Mode       Mode      `json:"mode"`
-	Members    int       `json:"members"`              // live replicas, this one included
-	LastSync   time.Time `json:"last_sync,omitzero"`   // last successful exchange with the store
-	LastError  string    `json:"last_error,omitempty"` // why the store is unreachable, when it is
-	Sessions   int       `json:"sessions"`             // bindings held locally
-	Counters   int       `json:"counters"`             // limit counters of current windows
-	ReplicaID  string    `json:"replica_id,omitempty"`
-	SinceError time.Time `json:"since_error,omitzero"` // when the store became unreachable
+	Mode      Mode      `json:"mode"`
+	Members   int       `json:"members"`              // live replicas, this one included
+	LastSync  time.Time `json:"last_sync,omitzero"`   // last successful exchange with the store
+	LastError string    `json:"last_error,omitempty"` // why the store is unreachable, when it is
+	Sessions  int       `json:"sessions"`             // bindings held locally
+	Counters  int       `json:"counters"`             // limit counters of current windows
+	ReplicaID string    `json:"replica_id,omitempty"`
+	// Staleness is the longest time, over the last minute or two, that limit usage admitted
+	// on another replica took to reach this one; admissions across replicas can overshoot a
+	// limit by about their rate times this.
+	Staleness  time.Duration `json:"staleness_ns"`
+	SinceError time.Time     `json:"since_error,omitzero"` // when the store became unreachable
 }
 
 // Reporter reports a Status.

@@ -191,7 +191,8 @@ func (c *Cluster) Writes() int64 { return c.writes.Load() }
 func (c *Cluster) Status() cluster.Status {
 	h := c.health.snapshot()
 	st := cluster.Status{Mode: cluster.ModeShared, Members: c.members.count(), LastSync: h.lastOK,
-		Sessions: c.sessions.Len(), Counters: c.counters.Len(), ReplicaID: c.id}
+		Sessions: c.sessions.Len(), Counters: c.counters.Len(), ReplicaID: c.id,
+		Staleness: c.counters.staleness.max(time.Now())}
 	if h.degraded {
 		st.Mode, st.LastError, st.SinceError = cluster.ModeDegraded, h.reason, h.since
 	}

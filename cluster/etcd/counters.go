@@ -35,6 +35,19 @@ type Counters struct {
 	c      *Cluster
 	mu     sync.Mutex
 	groups map[groupID]*group
+	// lastFlush is when the last successful flush took its snapshot: usage admitted since is
+	// in the next one.
+	lastFlush time.Time
+	staleness stalenessTracker
+}
+
+// usageValue is one replica's totals for one window, as stored in etcd. From and At bound
+// when the usage it adds since the replica's previous flush was admitted, so a reader can
+// tell how stale its view of that replica was: at most its arrival time minus From.
+type usageValue struct {
+	From   int64            `json:"from_ms"` // previous snapshot, Unix milliseconds
+	At     int64            `json:"at_ms"`   // this snapshot
+	Totals map[string]int64 `json:"totals"`
 }
 
 // groupID is one window of one length: all counters in it share a key in etcd.
@@ -255,6 +268,10 @@ func (cs *Counters) flush(ctx context.Context) (bool, error) {
 	now := time.Now()
 	cs.mu.Lock()
 	cs.prune(now)
+	from := cs.lastFlush
+	if from.IsZero() {
+		from = now
+	}
 	var items []flushItem
 	for id, g := range cs.groups {
 		if !g.dirty {
@@ -264,7 +281,11 @@ func (cs *Counters) flush(ctx context.Context) (bool, error) {
 		for k, c := range g.counters {
 			totals[k] = c.local
 		}
-		items = append(items, flushItem{id: id, g: g, version: g.version, value: encode(totals)})
+		items = append(items, flushItem{id: id, g: g, version: g.version,
+			value: encode(usageValue{From: from.UnixMilli(), At: now.UnixMilli(), Totals: totals})})
+	}
+	if len(items) == 0 {
+		cs.lastFlush = now // nothing admitted before now is waiting to be flushed
 	}
 	cs.mu.Unlock()
 	if len(items) == 0 {
@@ -272,6 +293,13 @@ func (cs *Counters) flush(ctx context.Context) (bool, error) {
 	}
 	rctx, cancel := cs.c.request(ctx)
 	defer cancel()
+	defer func() {
+		if len(items) == 0 {
+			cs.mu.Lock()
+			cs.lastFlush = now
+			cs.mu.Unlock()
+		}
+	}()
 	for len(items) > 0 {
 		chunk := items[:min(len(items), 128)]
 		items = items[len(chunk):]
@@ -365,8 +393,13 @@ func (cs *Counters) applyTotals(now time.Time, rest string, value []byte, listin
 	}
 	var totals map[string]int64
 	if value != nil {
-		if json.Unmarshal(value, &totals) != nil {
+		var v usageValue
+		if json.Unmarshal(value, &v) != nil {
 			return
+		}
+		totals = v.Totals
+		if !listing && replica != cs.c.id && v.From > 0 {
+			cs.staleness.observe(now, now.Sub(time.UnixMilli(v.From)))
 		}
 	}
 	g := cs.groupFor(now, id.window, time.Unix(0, id.start))

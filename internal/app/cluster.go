@@ -121,6 +121,8 @@ func (s *shared) register(reg prometheus.Registerer) {
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchyard_cluster_members", Help: "Live router replicas as this replica knows them, itself included."},
 			func() float64 { return float64(s.status().Members) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchyard_cluster_usage_staleness_seconds", Help: "Longest time, over the last minute or two, that limit usage admitted on another replica took to reach this one (sync interval, flush, etcd commit, watch); a limit can be overshot by about its admission rate times this."},
+			func() float64 { return s.status().Staleness.Seconds() }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchyard_cluster_sessions", Help: "Session bindings held by this replica (all replicas' in etcd mode)."},
 			func() float64 { return float64(s.status().Sessions) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchyard_cluster_store_writes_total", Help: "Write requests (transactions, puts, lease grants) this replica sent to etcd."},
