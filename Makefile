@@ -42,6 +42,7 @@ bench: ## side-by-side benchmarks that print tables
 FUZZ_TARGETS := \
 	./router/openai/:FuzzPeek \
 	./router/openai/:FuzzRelaySSE \
+	./router/openai/:FuzzUsage \
 	./router/kserve/:FuzzDecodeInferRequest \
 	./router/kserve/:FuzzValidateInferRequest \
 	./router/kserve/:FuzzDecodeInferResponse \

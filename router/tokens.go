@@ -13,7 +13,52 @@ import "unicode/utf8"
 // CJK characters are about one token each and other non-ASCII letters about half. The error
 // against cl100k_base and o200k_base on the sample corpus in testdata/tokens is measured by
 // TestEstimateTokensAccuracy and stated in docs/routing.md.
+//
+// A text longer than 64 KiB is estimated from 32 windows of 512 bytes spread evenly over it,
+// scaled to its whole length, so that the cost stays that of 16 KiB however long a prompt
+// grows; TestEstimateTokensSampled bounds what sampling adds to the error.
 func EstimateTokens(text []byte) int {
+	if len(text) <= sampleAbove {
+		return estimateAll(text)
+	}
+	stride := len(text) / sampleWindows
+	tokens, sampled := 0, 0
+	for k := range sampleWindows {
+		w := text[wordStart(text, k*stride):wordStart(text, k*stride+sampleBytes)]
+		tokens += estimateAll(w)
+		sampled += len(w)
+	}
+	if sampled == 0 {
+		return estimateAll(text)
+	}
+	return int(float64(tokens) * float64(len(text)) / float64(sampled))
+}
+
+// Sampling of long texts: texts over sampleAbove bytes are estimated from sampleWindows
+// windows of about sampleBytes.
+const (
+	sampleAbove   = 64 << 10
+	sampleWindows = 32
+	sampleBytes   = 512
+)
+
+// wordStart moves i forward to where a window may start or end without cutting a word or a
+// UTF-8 sequence: just past the next space or newline within 32 bytes, else the next rune
+// start.
+func wordStart(text []byte, i int) int {
+	for j := i; j < len(text) && j < i+32; j++ {
+		if c := text[j]; c == ' ' || c == '\n' {
+			return j + 1
+		}
+	}
+	for i < len(text) && !utf8.RuneStart(text[i]) {
+		i++
+	}
+	return i
+}
+
+// estimateAll is EstimateTokens over every byte of text.
+func estimateAll(text []byte) int {
 	tokens := 0
 	for i := 0; i < len(text); {
 		c := text[i]

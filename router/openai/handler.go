@@ -382,17 +382,14 @@ type usage struct {
 // scan reads usage.total_tokens from a response body or stream event, if it has any. A usage
 // without a total counts its input and output tokens (prompt and completion tokens).
 func (u *usage) scan(b []byte) {
-	i := bytes.Index(b, []byte(`"usage":{`))
-	if i < 0 {
+	if !bytes.Contains(b, []byte(`"usage":{`)) {
 		return
 	}
-	var v struct {
-		Usage tokenUsage `json:"usage"`
-	}
-	if j := bytes.IndexByte(b, '{'); j >= 0 && json.Unmarshal(bytes.TrimSpace(trimData(b[j:])), &v) == nil {
-		if t := v.Usage.sum(); t > 0 {
-			u.total = t
-			u.input, u.output = v.Usage.Prompt+v.Usage.Input, v.Usage.Completion+v.Usage.Output
+	j := bytes.IndexByte(b, '{')
+	if t, ok := topUsage(bytes.TrimSpace(trimData(b[j:]))); ok {
+		if sum := t.sum(); sum > 0 {
+			u.total = sum
+			u.input, u.output = t.Prompt+t.Input, t.Completion+t.Output
 		}
 	}
 }

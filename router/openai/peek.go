@@ -2,7 +2,6 @@ package openai
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -72,15 +71,22 @@ func peekLimit(body []byte, maxDepth int) (peeked, error) {
 		if s.b[s.i] == '}' {
 			break
 		}
-		ks, ke, _ := s.str()
+		ks, ke := s.str()
 		key := string(body[ks:ke])
 		s.ws()
 		s.i++ // ':'
 		s.ws()
 		vs := s.i
-		s.skip()
-		val := body[vs:s.i]
-		if err := p.field(key, val, vs); err != nil {
+		tokens := 0
+		switch key {
+		case "messages":
+			tokens = s.count(true)
+		case "prompt", "input", "instructions", "tools", "functions":
+			tokens = s.count(false)
+		default:
+			s.skip()
+		}
+		if err := p.field(key, body[vs:s.i], vs, tokens); err != nil {
 			return p, err
 		}
 		s.ws()
@@ -94,7 +100,10 @@ func peekLimit(body []byte, maxDepth int) (peeked, error) {
 	return p, nil
 }
 
-func (p *peeked) field(key string, val []byte, at int) error {
+// field reads one top-level member: key, its raw value val starting at offset at of the body,
+// and the estimated tokens of the values whose text is counted (messages, prompt, input,
+// instructions, tools and functions).
+func (p *peeked) field(key string, val []byte, at, tokens int) error {
 	null := string(val) == "null"
 	switch key {
 	case "model":
@@ -146,18 +155,13 @@ func (p *peeked) field(key string, val []byte, at int) error {
 			return &peekError{param: "user", msg: "user must be a string"}
 		}
 		p.user = u
-	case "messages":
-		p.promptTokens += countTokens(val, true)
-		p.prompt = val
-	case "prompt", "input":
-		p.promptTokens += countTokens(val, false)
+	case "messages", "prompt", "input":
+		p.promptTokens += tokens
 		p.prompt = val
 	case "previous_response_id":
 		p.previous, _ = jsonString(val)
-	case "instructions": // the Responses API's system prompt
-		p.promptTokens += countTokens(val, false)
-	case "tools", "functions":
-		p.promptTokens += countTokens(val, false)
+	case "instructions", "tools", "functions": // instructions: the Responses API's system prompt
+		p.promptTokens += tokens
 	}
 	return nil
 }
@@ -255,7 +259,7 @@ func objectBool(obj []byte, key string) bool {
 		if s.b[s.i] == '}' {
 			return false
 		}
-		ks, ke, _ := s.str()
+		ks, ke := s.str()
 		s.ws()
 		s.i++
 		s.ws()
@@ -271,29 +275,31 @@ func objectBool(obj []byte, key string) bool {
 	}
 }
 
-// countTokens estimates the tokens in every string value inside val (object keys excluded),
-// counts each integer in a token array as one token, and, for chat messages, adds the
-// per-message template overhead. Values of "url" keys (often base64 images) are skipped: their
-// cost is not textual. It walks iteratively, so nesting depth costs no stack.
-func countTokens(val []byte, messages bool) int {
+// count consumes one value, as skip does, and estimates the tokens in every string inside it
+// (object keys excluded), counts each integer in a token array as one token, and, for chat
+// messages, adds the per-message template overhead. Values of "url" keys (often base64
+// images) are skipped: their cost is not textual. It walks iteratively, so nesting depth costs
+// no stack, and reads each byte once.
+func (s *scanner) count(messages bool) int {
 	tokens := 0
-	s := scanner{b: val}
 	depth := 0
 	skipNext := false
-	for s.i < len(s.b) {
+	for {
 		switch c := s.b[s.i]; {
 		case c == '"':
-			st, en, _ := s.str()
-			j := s.i
-			for j < len(s.b) && isSpace(s.b[j]) {
-				j++
-			}
-			if j < len(s.b) && s.b[j] == ':' { // a key
-				skipNext = string(val[st:en]) == "url"
-				continue
+			st, en := s.str()
+			if depth > 0 {
+				j := s.i
+				for j < len(s.b) && isSpace(s.b[j]) {
+					j++
+				}
+				if j < len(s.b) && s.b[j] == ':' { // a key
+					skipNext = string(s.b[st:en]) == "url"
+					continue
+				}
 			}
 			if !skipNext {
-				tokens += router.EstimateTokens(val[st:en])
+				tokens += router.EstimateTokens(s.b[st:en])
 			}
 			skipNext = false
 		case c == '{':
@@ -324,8 +330,10 @@ func countTokens(val []byte, messages bool) int {
 		default:
 			s.i++
 		}
+		if depth == 0 {
+			return tokens
+		}
 	}
-	return tokens
 }
 
 // scanner walks JSON already known to be valid.
@@ -344,27 +352,26 @@ func (s *scanner) ws() {
 	}
 }
 
-// str consumes a string at s.i and returns the span of its contents, without quotes. Long
-// runs of plain text are skipped eight bytes at a time.
-func (s *scanner) str() (start, end int, escaped bool) {
+// str consumes a string at s.i and returns the span of its contents, without quotes. It jumps
+// from quote to quote with bytes.IndexByte, which reads long text many bytes at a time; a
+// quote after an odd run of backslashes is escaped and the search goes on.
+func (s *scanner) str() (start, end int) {
+	b := s.b
 	start = s.i + 1
 	i := start
 	for {
-		for i+8 <= len(s.b) && plainString(binary.LittleEndian.Uint64(s.b[i:])) {
-			i += 8
+		i += bytes.IndexByte(b[i:], '"') // valid JSON: the string is closed
+		k := i
+		for b[k-1] == '\\' {
+			k--
 		}
-		c := s.b[i]
-		if c == '"' {
+		if (i-k)%2 == 0 {
 			break
-		}
-		if c == '\\' {
-			escaped = true
-			i++
 		}
 		i++
 	}
 	s.i = i + 1
-	return start, i, escaped
+	return start, i
 }
 
 // skip consumes one value of any type, iteratively.

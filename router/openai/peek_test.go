@@ -30,6 +30,10 @@ func TestPeek(t *testing.T) {
 		{name: "nested token arrays", body: `{"model":"m","input":[[1,2],[3]]}`, want: peeked{model: "m", n: 1}, minPrompt: 3, maxPrompt: 3},
 		{name: "image url skipped", body: `{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,` + strings.Repeat("QUJD", 1000) + `"}}]}]}`,
 			want: peeked{model: "m", n: 1}, minPrompt: 4, maxPrompt: 12},
+		{name: "escapes before the model", body: `{"messages":[{"role":"user","content":"say \"hi\" \\"}],"x":"\\\\","model":"m"}`,
+			want: peeked{model: "m", n: 1}, minPrompt: 6, maxPrompt: 12},
+		{name: "long prompt estimated from samples", body: `{"model":"m","messages":[{"role":"user","content":"` + strings.Repeat("The quick brown fox jumps over the lazy dog. ", 4000) + `"}]}`,
+			want: peeked{model: "m", n: 1}, minPrompt: 38000, maxPrompt: 42000},
 		{name: "whitespace everywhere", body: " {\n \"model\" : \"m\" ,\n \"stream\" : true \n}\n", want: peeked{model: "m", n: 1, stream: true}},
 		{name: "malformed", body: `{"model":"m"`, wantErr: "not valid JSON"},
 		{name: "empty", body: ``, wantErr: "not valid JSON"},
@@ -210,6 +214,11 @@ func TestValidJSONDepth(t *testing.T) {
 		{"bad escape", []byte(`{"a":"\x"}`), 64, errInvalidJSON},
 		{"control character", []byte("{\"a\":\"\t\"}"), 64, errInvalidJSON},
 		{"unterminated long string", []byte(`{"a":"` + strings.Repeat("x", 100)), 64, errInvalidJSON},
+		{"escaped quotes in long text", []byte(`{"a":"` + strings.Repeat(`abcdefghijklmnop\"`, 50) + `"}`), 64, nil},
+		{"escaped backslash before the quote", []byte(`{"a":"` + strings.Repeat("x", 40) + `\\"}`), 64, nil},
+		{"control character deep in text", []byte("{\"a\":\"" + strings.Repeat("x", 40) + "\x1f" + strings.Repeat("x", 40) + "\"}"), 64, errInvalidJSON},
+		{"escape at the end", []byte(`{"a":"` + strings.Repeat("x", 40) + `\`), 64, errInvalidJSON},
+		{"short unicode escape", []byte(`{"a":"\u12"}`), 64, errInvalidJSON},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
