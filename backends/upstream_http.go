@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"time"
 )
@@ -142,10 +143,26 @@ func (c *HTTPClient) Get(ctx context.Context, ep *Endpoint, path string, limit i
 }
 
 // Post sends body to path on the endpoint with header and returns the response once its
-// headers arrive. The response body enforces the idle stream timeout and must be closed.
-// Errors wrap ErrConnect (safe to retry elsewhere), ErrFirstByteTimeout, or the context's.
-func (c *HTTPClient) Post(ctx context.Context, ep *Endpoint, path string, header http.Header, body []byte) (*http.Response, error) {
-	return c.Send(ctx, ep, http.MethodPost, path, header, bytes.NewReader(body), int64(len(body)))
+// headers arrive. The body is the slices of body one after another, sent without joining them
+// (a body with a field edited is the original's bytes around the new ones). The response body
+// enforces the idle stream timeout and must be closed. Errors wrap ErrConnect (safe to retry
+// elsewhere), ErrFirstByteTimeout, or the context's.
+func (c *HTTPClient) Post(ctx context.Context, ep *Endpoint, path string, header http.Header, body ...[]byte) (*http.Response, error) {
+	if len(body) == 1 {
+		return c.Send(ctx, ep, http.MethodPost, path, header, bytes.NewReader(body[0]), int64(len(body[0])))
+	}
+	size := 0
+	for _, b := range body {
+		size += len(b)
+	}
+	// A fresh reader for each write of the request, so that the transport can resend it on
+	// another connection when a kept-alive one turns out closed.
+	parts := func() (io.ReadCloser, error) {
+		bufs := net.Buffers(slices.Clone(body))
+		return io.NopCloser(&bufs), nil
+	}
+	rc, _ := parts()
+	return c.send(ctx, ep, http.MethodPost, path, header, rc, int64(size), parts)
 }
 
 // classify sorts a RoundTrip error into the package's sentinels.

@@ -10,6 +10,8 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -139,6 +141,35 @@ func TestHTTPClientErrorsClassified(t *testing.T) {
 	defer resp.Body.Close()
 	if _, err := resp.Body.Read(make([]byte, 10)); !errors.Is(err, backends.ErrIdleTimeout) {
 		t.Errorf("stall: %v, want ErrIdleTimeout", err)
+	}
+}
+
+func TestHTTPClientPostParts(t *testing.T) {
+	got := make(chan string, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- fmt.Sprintf("%d %s", r.ContentLength, b)
+	}))
+	defer srv.Close()
+	ep, _ := backends.NewEndpoint(srv.URL)
+	c, _ := backends.NewHTTPClient(backends.HTTPOptions{})
+	defer c.Close()
+	for _, tt := range []struct {
+		parts [][]byte
+		want  string
+	}{
+		{[][]byte{[]byte(`{"a":1}`)}, `7 {"a":1}`},
+		{[][]byte{[]byte(`{`), []byte(`"b":2,`), []byte(`"a":1}`)}, `13 {"b":2,"a":1}`},
+		{[][]byte{nil, []byte(`{}`), {}}, `2 {}`},
+	} {
+		resp, err := c.Post(context.Background(), ep, "/", http.Header{}, tt.parts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if s := <-got; s != tt.want {
+			t.Errorf("server got %q, want %q", s, tt.want)
+		}
 	}
 }
 

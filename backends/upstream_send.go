@@ -12,11 +12,20 @@ import (
 // when unknown (sent chunked). The response body enforces the idle stream timeout and must be
 // closed. Errors are classified as for Post.
 func (c *HTTPClient) Send(ctx context.Context, ep *Endpoint, method, path string, header http.Header, body io.Reader, size int64) (*http.Response, error) {
+	return c.send(ctx, ep, method, path, header, body, size, nil)
+}
+
+// send is Send with getBody, when not nil, as the request's GetBody: how the transport gets
+// the body anew to resend it.
+func (c *HTTPClient) send(ctx context.Context, ep *Endpoint, method, path string, header http.Header, body io.Reader, size int64, getBody func() (io.ReadCloser, error)) (*http.Response, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	req, err := http.NewRequestWithContext(ctx, method, ep.URL.String()+path, body)
 	if err != nil {
 		cancel(nil)
 		return nil, err
+	}
+	if getBody != nil {
+		req.GetBody = getBody
 	}
 	req.Header = header
 	if c.propagate != nil {

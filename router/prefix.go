@@ -1,7 +1,6 @@
 package router
 
 import (
-	"encoding/binary"
 	"hash/maphash"
 	"math"
 	"sync"
@@ -48,17 +47,24 @@ func PrefixHashes(prompt []byte, blockBytes, maxBlocks int) []uint64 {
 		return nil
 	}
 	out := make([]uint64, n)
-	var h maphash.Hash
-	h.SetSeed(prefixSeed)
-	var prev [8]byte // the previous block's hash; zero before the first block
+	var prev uint64 // the previous block's hash; zero before the first block
 	for i := range out {
-		h.Reset()
-		h.Write(prev[:])
-		h.Write(prompt[i*blockBytes : (i+1)*blockBytes])
-		out[i] = h.Sum64()
-		binary.LittleEndian.PutUint64(prev[:], out[i])
+		prev = chain(prev, maphash.Bytes(prefixSeed, prompt[i*blockBytes:(i+1)*blockBytes]))
+		out[i] = prev
 	}
 	return out
+}
+
+// chain combines the hash of the prefix before a block with the block's own hash. For a given
+// block it is a bijection of the prefix's hash (a multiply by an odd constant, an xor, then
+// xor-shifts and another odd multiply), so prompts that differ before a block never meet at
+// it unless their blocks' hashes collide.
+func chain(prev, block uint64) uint64 {
+	x := prev*0x9e3779b97f4a7c15 ^ block
+	x ^= x >> 32
+	x *= 0xd6e8feb86659fd93
+	x ^= x >> 32
+	return x
 }
 
 // prefixWays is how many endpoints one block entry remembers.

@@ -250,7 +250,7 @@ func (h *Handler) serve(x *exchange, r *http.Request, id string) error {
 		pin = h.pinPrevious(p.previous)
 	}
 	return h.admitAndServe(x, r, &req, &u, pin, func(ctx context.Context, t router.Target) (*http.Response, error) {
-		return t.Pool.Client.Post(ctx, t.Endpoint, r.URL.Path, upstreamHeader(r, req.ID), p.forTarget(req.Body, req.Model, t, u.askUsage))
+		return t.Pool.Client.Post(ctx, t.Endpoint, r.URL.Path, upstreamHeader(r, req.ID), p.forTarget(req.Body, req.Model, t, u.askUsage)...)
 	})
 }
 

@@ -76,7 +76,7 @@ func (h *Handler) servePassthrough(x *exchange, r *http.Request, id string, pt P
 	return h.admitAndServe(x, r, &req, &u, nil, func(ctx context.Context, t router.Target) (*http.Response, error) {
 		out := body
 		if p.model != "" && p.model == model {
-			out = p.forTarget(body, model, t, false)
+			out = bytes.Join(p.forTarget(body, model, t, false), nil)
 		}
 		return t.Pool.Client.Send(ctx, t.Endpoint, r.Method, path, upstreamHeader(r, id), bytes.NewReader(out), int64(len(out)))
 	})

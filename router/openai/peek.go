@@ -177,24 +177,30 @@ func (p *peeked) request() router.Request {
 	}
 }
 
-// forTarget returns the body to send to target t: the model renamed when the route maps it
-// onto another upstream name, and usage asked for when askUsage is set; body itself when
-// neither applies.
-func (p *peeked) forTarget(body []byte, model string, t router.Target, askUsage bool) []byte {
+// forTarget returns the body to send to target t, as slices to send one after another: the
+// model renamed when the route maps it onto another upstream name, and usage asked for when
+// askUsage is set; body itself when neither applies. Nothing is copied.
+func (p *peeked) forTarget(body []byte, model string, t router.Target, askUsage bool) [][]byte {
 	rename := t.Route.TargetModel != model
 	if !rename && !askUsage {
-		return body
+		return [][]byte{body}
 	}
 	if !rename {
-		return p.rewrite(body, "", askUsage)
+		return p.edit(body, "", askUsage)
 	}
-	return p.rewrite(body, t.Route.TargetModel, askUsage)
+	return p.edit(body, t.Route.TargetModel, askUsage)
 }
 
 // rewrite returns body with the model value replaced by model (when model is not empty) and,
 // when askUsage is set, stream_options.include_usage turned on so that a stream reports its
 // usage. It copies; body is kept. Other bytes pass through unchanged.
 func (p *peeked) rewrite(body []byte, model string, askUsage bool) []byte {
+	return bytes.Join(p.edit(body, model, askUsage), nil)
+}
+
+// edit is rewrite as slices to send one after another: the runs of body between the edits,
+// which are not copied, and the edits' new bytes.
+func (p *peeked) edit(body []byte, model string, askUsage bool) [][]byte {
 	type edit struct {
 		start, end int
 		with       []byte
@@ -221,14 +227,13 @@ func (p *peeked) rewrite(body []byte, model string, askUsage bool) []byte {
 		}
 	}
 	slices.SortFunc(edits, func(a, b edit) int { return a.start - b.start })
-	out := make([]byte, 0, len(body)+64)
+	out := make([][]byte, 0, 2*len(edits)+1)
 	at := 0
 	for _, e := range edits {
-		out = append(out, body[at:e.start]...)
-		out = append(out, e.with...)
+		out = append(out, body[at:e.start], e.with)
 		at = e.end
 	}
-	return append(out, body[at:]...)
+	return append(out, body[at:])
 }
 
 // jsonString decodes a JSON string value; ok is false for any other JSON type.
