@@ -244,6 +244,7 @@ func (l *Limiter) Reserve(s Subject, tokens int64) (*Reservation, error) {
 	tokens = max(tokens, 0)
 	now := l.now()
 	r := &Reservation{counters: l.counters, now: l.now, tokens: tokens}
+	r.limits, r.charges = r.limitsBuf[:0], r.chargesBuf[:0]
 	for i := range l.limits {
 		c := &l.limits[i]
 		if !c.matches(&s) {
@@ -262,7 +263,7 @@ func (l *Limiter) Reserve(s Subject, tokens int64) (*Reservation, error) {
 		return r, nil
 	}
 	ok, values := l.counters.TryAdd(now, r.charges)
-	r.quota = quotaOf(now, r.limits, r.charges, values, ok)
+	r.quota = quotaOf(now, r.limits, r.charges, values, ok, &r.statusBuf)
 	if ok {
 		return r, nil
 	}
@@ -271,21 +272,24 @@ func (l *Limiter) Reserve(s Subject, tokens int64) (*Reservation, error) {
 
 // quotaOf finds the tightest request and token limits. values are the counters after the
 // charges when admitted, or as found when refused.
-func quotaOf(now time.Time, limits []*compiledLimit, charges []cluster.Charge, values []int64, admitted bool) Quota {
+// The statuses it returns are kept in buf: the tightest request limit's in buf[0] and the
+// tightest token limit's in buf[1].
+func quotaOf(now time.Time, limits []*compiledLimit, charges []cluster.Charge, values []int64, admitted bool, buf *[2]LimitStatus) Quota {
 	var q Quota
 	for i, c := range limits {
-		st := &LimitStatus{
+		st := LimitStatus{
 			Name:      c.Name,
 			Limit:     c.Max,
 			Remaining: max(c.Max-valueAt(values, i, charges, admitted), 0),
 			Reset:     charges[i].WindowEnd().Sub(now),
 		}
-		tightest := &q.Requests
+		tightest, slot := &q.Requests, &buf[0]
 		if c.Kind == LimitTokens {
-			tightest = &q.Tokens
+			tightest, slot = &q.Tokens, &buf[1]
 		}
 		if *tightest == nil || st.Remaining < (*tightest).Remaining {
-			*tightest = st
+			*slot = st
+			*tightest = slot
 		}
 	}
 	return q
@@ -343,6 +347,11 @@ type Reservation struct {
 	charges  []cluster.Charge // as reserved
 	quota    Quota
 	settled  atomic.Bool
+	// Room for the limits and charges of a request matching a few limits, the usual case,
+	// so that reserving allocates no more for them.
+	limitsBuf  [4]*compiledLimit
+	chargesBuf [4]cluster.Charge
+	statusBuf  [2]LimitStatus
 }
 
 // Settle replaces the reserved token amount by the actual usage (more or less), in the

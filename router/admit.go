@@ -87,7 +87,7 @@ func (g *gate) identify(ctx context.Context, creds policy.Credentials) (*policy.
 // authorized but not charged. Everything runs on local state; nothing waits on the network
 // except a JWT whose signing key is unknown (see policy.JWTVerifier).
 func (r *Router) Admit(ctx context.Context, req *Request, creds policy.Credentials) (a *Admission, err error) {
-	ctx, span := r.startSpan(ctx, "switchyard.policy", trace.SpanKindInternal)
+	ctx, span := r.startSpan(ctx, "switchyard.policy", trace.SpanKindInternal, nil)
 	defer func() { endSpan(span, err) }()
 	g := r.gate.Load()
 	id, err := g.identify(ctx, creds)

@@ -8,7 +8,8 @@ import (
 )
 
 // Picker chooses an endpoint of a pool for a request. Pick does CPU work only: no I/O, no
-// locks held across calls. It must skip endpoints for which skip returns true.
+// locks held across calls. It must skip endpoints for which skip returns true; skip is nil
+// when there is none to skip.
 type Picker interface {
 	Pick(pool *backends.Pool, req *Request, skip func(*backends.Endpoint) bool) (PickResult, error)
 }

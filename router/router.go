@@ -205,13 +205,18 @@ func (r *Router) Serve(ctx context.Context, req *Request, attempt AttemptFunc) e
 	if !ok {
 		rank = r.ranks[r.defaultClass]
 	}
-	var tried []*backends.Endpoint
-	skip := func(ep *backends.Endpoint) bool { return slices.Contains(tried, ep) }
+	var triedBuf [2]*backends.Endpoint
+	tried := triedBuf[:0]
+	// skip leaves out the endpoints tried already; nil, and allocated for nothing, until an
+	// attempt has failed.
+	var skip func(*backends.Endpoint) bool
 	var lastErr error
 	for n := 1; n <= r.maxAttempts; n++ {
-		pctx, pick := r.startSpan(ctx, "switchyard.pick", trace.SpanKindInternal, attribute.String("switchyard.route", route.Model))
+		pctx, pick := r.startSpan(ctx, "switchyard.pick", trace.SpanKindInternal, func() []attribute.KeyValue {
+			return []attribute.KeyValue{attribute.String("switchyard.route", route.Model)}
+		})
 		res, sched, err := r.place(pctx, req, route, rank, skip)
-		if err == nil {
+		if err == nil && pick.IsRecording() {
 			pick.SetAttributes(attribute.String("server.address", res.Endpoint.Name), attribute.String("switchyard.pool", sched.Pool.Name))
 		}
 		endSpan(pick, err)
@@ -224,7 +229,7 @@ func (r *Router) Serve(ctx context.Context, req *Request, attempt AttemptFunc) e
 		tried = append(tried, res.Endpoint)
 		last := n == r.maxAttempts || len(tried) == len(sched.Pool.Endpoints)
 		target := Target{Route: route, Pool: sched.Pool, Endpoint: res.Endpoint, Last: last}
-		actx, up := r.startSpan(ctx, "switchyard.upstream", trace.SpanKindClient, attemptAttrs(target, n)...)
+		actx, up := r.startSpan(ctx, "switchyard.upstream", trace.SpanKindClient, func() []attribute.KeyValue { return attemptAttrs(target, n) })
 		err = runAttempt(actx, attempt, target, func() {
 			res.Done()
 			sched.Wake()
@@ -236,6 +241,8 @@ func (r *Router) Serve(ctx context.Context, req *Request, attempt AttemptFunc) e
 		lastErr = err
 		if n < r.maxAttempts {
 			r.metrics.retried(req.Protocol, route.Model)
+			skipped := slices.Clone(tried)
+			skip = func(ep *backends.Endpoint) bool { return slices.Contains(skipped, ep) }
 		}
 	}
 	return lastErr

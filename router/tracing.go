@@ -14,19 +14,26 @@ import (
 // request, as children of the span in the request's context. Default: no tracing.
 func WithTracer(t trace.Tracer) Option { return func(r *Router) { r.tracer = t } }
 
-var noTracer = noop.NewTracerProvider().Tracer("")
+// noSpan stands for the spans of a router without a tracer: it records nothing.
+var noSpan trace.Span = noop.Span{}
 
-func (r *Router) startSpan(ctx context.Context, name string, kind trace.SpanKind, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
-	t := r.tracer
-	if t == nil {
-		t = noTracer
+// startSpan starts a child span of ctx's. Without a tracer it returns ctx and noSpan, and
+// attrs, which builds the span's attributes, is not called: a request then pays nothing for
+// tracing. attrs may be nil.
+func (r *Router) startSpan(ctx context.Context, name string, kind trace.SpanKind, attrs func() []attribute.KeyValue) (context.Context, trace.Span) {
+	if r.tracer == nil {
+		return ctx, noSpan
 	}
-	return t.Start(ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+	opts := []trace.SpanStartOption{trace.WithSpanKind(kind)}
+	if attrs != nil {
+		opts = append(opts, trace.WithAttributes(attrs()...))
+	}
+	return r.tracer.Start(ctx, name, opts...)
 }
 
 // endSpan records err, if any, on span and ends it.
 func endSpan(span trace.Span, err error) {
-	if err != nil {
+	if err != nil && span.IsRecording() {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
 	}

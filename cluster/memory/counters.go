@@ -46,8 +46,8 @@ func NewCounters(opts ...Option) *Counters {
 // TryAdd implements cluster.Counters. A charge whose window has already ended by now is
 // checked against an empty counter and not stored.
 func (c *Counters) TryAdd(now time.Time, charges []cluster.Charge) (bool, []int64) {
-	found := make([]int64, len(charges))
-	after := make([]int64, len(charges))
+	both := make([]int64, 2*len(charges))
+	found, after := both[:len(charges):len(charges)], both[len(charges):]
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.prune(now)

@@ -29,8 +29,10 @@ type Handler struct {
 	maxBody         int64
 	maxJSONDepth    int
 	sessionHeader   string
+	sessionKey      string // sessionHeader in canonical form, which Get looks up without allocating
 	sessionFromUser bool
 	priorityHeader  string
+	priorityKey     string // priorityHeader in canonical form
 	priorities      []string
 	defaultClass    string
 	routingHeaders  bool
@@ -85,6 +87,7 @@ func NewHandler(rt *router.Router, opts ...Option) *Handler {
 	for _, o := range opts {
 		o(h)
 	}
+	h.sessionKey, h.priorityKey = http.CanonicalHeaderKey(h.sessionHeader), http.CanonicalHeaderKey(h.priorityHeader)
 	return h
 }
 
@@ -180,11 +183,11 @@ func (x *exchange) Unwrap() http.ResponseWriter { return x.ResponseWriter }
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x := &exchange{ResponseWriter: w, start: time.Now()}
-	id := r.Header.Get("x-request-id")
+	id := r.Header.Get("X-Request-Id")
 	if id == "" || len(id) > 128 {
 		id = strconv.FormatUint(rand.Uint64(), 16)
 	}
-	w.Header().Set("x-request-id", id)
+	w.Header()["X-Request-Id"] = []string{id}
 	var err error
 	defer func() {
 		if v := recover(); v != nil {
@@ -276,11 +279,11 @@ func peekFailure(err error) error {
 // session key and the priority class.
 func (h *Handler) classify(r *http.Request, req *router.Request) error {
 	req.Header = r.Header
-	req.SessionKey = r.Header.Get(h.sessionHeader)
+	req.SessionKey = r.Header.Get(h.sessionKey)
 	if req.SessionKey == "" && h.sessionFromUser && req.User != "" {
 		req.SessionKey = "user:" + req.User
 	}
-	req.Priority = r.Header.Get(h.priorityHeader)
+	req.Priority = r.Header.Get(h.priorityKey)
 	if req.Priority != "" && !slices.Contains(h.priorities, req.Priority) {
 		return &router.Error{Code: router.CodeInvalidArgument, Param: h.priorityHeader, Reason: "invalid_priority",
 			Message: "Unknown priority class " + strconv.Quote(req.Priority) + "; known classes: " + strings.Join(h.priorities, ", ") + "."}
@@ -429,17 +432,22 @@ func credentials(r *http.Request) policy.Credentials {
 
 // readBody reads the whole body, refusing anything over the limit with 413.
 func (h *Handler) readBody(x *exchange, r *http.Request) ([]byte, error) {
-	tooLarge := &router.Error{Code: router.CodeRequestTooLarge, Reason: "request_too_large",
-		Message: fmt.Sprintf("Request body is larger than the limit of %d bytes.", h.maxBody)}
+	tooLarge := func() error {
+		return &router.Error{Code: router.CodeRequestTooLarge, Reason: "request_too_large",
+			Message: fmt.Sprintf("Request body is larger than the limit of %d bytes.", h.maxBody)}
+	}
 	if r.ContentLength > h.maxBody {
-		return nil, tooLarge
+		return nil, tooLarge()
 	}
 	size := r.ContentLength
+	// A body of known length within the limit cannot pass it: the server stops reading
+	// there. Only one of unknown length needs counting.
+	rd := r.Body
 	if size < 0 {
 		size = 4096
+		rd = http.MaxBytesReader(x, r.Body, h.maxBody)
 	}
 	buf := make([]byte, 0, size+1)
-	rd := http.MaxBytesReader(x, r.Body, h.maxBody)
 	for {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
@@ -452,7 +460,7 @@ func (h *Handler) readBody(x *exchange, r *http.Request) ([]byte, error) {
 		if err != nil {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
-				return nil, tooLarge
+				return nil, tooLarge()
 			}
 			return nil, &router.Error{Code: router.CodeCanceled, Message: "reading request body failed", Err: err}
 		}
@@ -482,8 +490,8 @@ func (h *Handler) forward(ctx context.Context, x *exchange, req *router.Request,
 	hdr := x.Header()
 	copyResponseHeader(hdr, resp.Header)
 	if h.routingHeaders {
-		hdr.Set("x-switchyard-model", t.Route.TargetModel)
-		hdr.Set("x-switchyard-endpoint", t.Endpoint.Name)
+		vals := []string{t.Route.TargetModel, t.Endpoint.Name}
+		hdr["X-Switchyard-Model"], hdr["X-Switchyard-Endpoint"] = vals[0:1:1], vals[1:2:2]
 	}
 	if resp.StatusCode >= 400 {
 		b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -553,7 +561,9 @@ func (h *Handler) forward(ctx context.Context, x *exchange, req *router.Request,
 			h.bind(id, req, t)
 		}
 	}
-	hdr.Set("Content-Length", strconv.Itoa(len(b)))
+	if resp.ContentLength != int64(len(b)) || len(hdr["Content-Length"]) != 1 { // else the upstream's, copied above, is right
+		hdr["Content-Length"] = []string{strconv.Itoa(len(b))}
+	}
 	x.WriteHeader(resp.StatusCode)
 	x.Write(b)
 	return nil
@@ -639,12 +649,15 @@ func upstreamHeader(r *http.Request, id string) http.Header {
 			h[k] = v
 		}
 	}
-	h.Set("X-Request-Id", id)
+	// Set in canonical form directly, as Header.Set would store them: this runs per attempt.
+	vals := []string{id, ""}
+	h["X-Request-Id"] = vals[0:1:1]
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		if prior := r.Header.Get("X-Forwarded-For"); prior != "" {
 			host = prior + ", " + host
 		}
-		h.Set("X-Forwarded-For", host)
+		vals[1] = host
+		h["X-Forwarded-For"] = vals[1:2:2]
 	}
 	return h
 }
@@ -702,23 +715,26 @@ func (h *Handler) finish(x *exchange, r *http.Request, id string, err error) {
 		Status: strconv.Itoa(status), Duration: d, FirstByte: x.firstByte,
 		Operation: x.op, TargetModel: x.target, Tenant: x.tenant, Failed: status >= 400 || err != nil,
 		InputTokens: x.input, OutputTokens: x.output})
-	attrs := []slog.Attr{
+	level := slog.LevelInfo
+	if err != nil && status >= 500 {
+		level = slog.LevelWarn
+	}
+	if !h.log.Enabled(context.Background(), level) {
+		return // the line is not wanted: build none of it
+	}
+	attrs := make([]slog.Attr, 0, 11)
+	attrs = append(attrs,
 		slog.String("id", id), slog.String("method", r.Method), slog.String("path", r.URL.Path),
 		slog.Int("status", status), slog.Duration("duration", d), slog.Duration("ttfb", x.firstByte),
-		slog.Int64("bytes", x.bytes),
-	}
+		slog.Int64("bytes", x.bytes))
 	if x.model != "" {
 		attrs = append(attrs, slog.String("model", x.model))
 	}
 	if x.endpoint != "" {
 		attrs = append(attrs, slog.String("endpoint", x.endpoint), slog.Int("attempts", x.attempts))
 	}
-	level := slog.LevelInfo
 	if err != nil {
 		attrs = append(attrs, slog.String("error", err.Error()))
-		if status >= 500 {
-			level = slog.LevelWarn
-		}
 	}
 	h.log.LogAttrs(context.Background(), level, "request", attrs...)
 }
