@@ -21,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
@@ -44,8 +45,8 @@ type manifestSet struct {
 	kustomize []string       // kustomization directories, rendered and concatenated
 	helm      map[string]any // chart values over values.yaml, when the set is the chart
 	release   string
-	// What the set must contain.
-	etcd, tls, monitor, gateway bool
+	// What the set must contain. discovery: a pool with Kubernetes discovery.
+	etcd, tls, monitor, gateway, discovery bool
 }
 
 var sets = []manifestSet{
@@ -53,6 +54,7 @@ var sets = []manifestSet{
 	{name: "kustomize-etcd", kustomize: []string{"kustomize/overlays/etcd"}, etcd: true},
 	{name: "kustomize-tls-gateway", kustomize: []string{"kustomize/overlays/tls", "gateway-api"}, tls: true, gateway: true},
 	{name: "kustomize-monitoring", kustomize: []string{"kustomize/overlays/monitoring"}, monitor: true},
+	{name: "kustomize-discovery", kustomize: []string{"kustomize/overlays/discovery"}, discovery: true},
 	{name: "helm-default", helm: map[string]any{}, release: "switchyard"},
 	{name: "helm-full", release: "prod", etcd: true, tls: true, monitor: true, helm: map[string]any{
 		"replicaCount":   4,
@@ -67,6 +69,11 @@ var sets = []manifestSet{
 		"replicaCount": 2,
 		"etcd":         map[string]any{"endpoints": []string{"etcd-0.etcd.infra:2379", "etcd-1.etcd.infra:2379", "etcd-2.etcd.infra:2379"}},
 	}},
+	{name: "helm-discovery", release: "switchyard", discovery: true, helm: map[string]any{
+		"discovery": map[string]any{"kubernetes": map[string]any{"enabled": true, "namespace": "models"}},
+		"config": map[string]any{"pools": []any{map[string]any{"name": "llama-8b", "metrics": "vllm",
+			"discovery": map[string]any{"kubernetes": map[string]any{"namespace": "models", "service": "vllm-llama-8b", "port": "http"}}}}},
+	}},
 }
 
 // testCertPEM is a syntactically valid PEM block for the chart's Secret; nothing verifies it.
@@ -78,7 +85,7 @@ func (s manifestSet) render(t *testing.T) []byte {
 	var out []byte
 	if s.helm != nil {
 		var err error
-		if out, err = renderChart("helm/switchyard", s.release, "switchyard", s.helm); err != nil {
+		if out, err = renderChart("helm/switchyard", s.release, setNamespace, s.helm); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -136,8 +143,8 @@ func firstDiff(want, got []byte) string {
 // TestManifests renders every manifest set, decodes each object strictly into its type, and
 // checks the set's invariants: the router's configuration passes its own validation and
 // agrees with the container's ports, probes, volumes and flags; every workload is locked
-// down; selectors, PodDisruptionBudgets, the ServiceMonitor, etcd and the Gateway API
-// objects point at what exists.
+// down; selectors, PodDisruptionBudgets, the ServiceMonitor, etcd, the RBAC for Kubernetes
+// discovery and the Gateway API objects point at what exists.
 func TestManifests(t *testing.T) {
 	for _, s := range sets {
 		t.Run(s.name, func(t *testing.T) {
@@ -156,6 +163,7 @@ func TestManifests(t *testing.T) {
 			checkTLS(t, b, d, cfg, s.tls)
 			checkEtcd(t, b, flags["etcd"], s.etcd)
 			checkMonitoring(t, b, s.monitor)
+			checkDiscovery(t, b, d, cfg, s.discovery)
 			checkGateway(t, b, s.gateway)
 			checkProbesServed(t, d, cfg)
 		})
@@ -293,13 +301,14 @@ func checkWorkloads(t *testing.T, b *bundle) {
 		name     string
 		selector map[string]string
 		spec     corev1.PodTemplateSpec
+		router   bool
 	}
 	var ws []workload
 	for _, d := range b.Deployments {
-		ws = append(ws, workload{"Deployment " + d.Name, d.Spec.Selector.MatchLabels, d.Spec.Template})
+		ws = append(ws, workload{"Deployment " + d.Name, d.Spec.Selector.MatchLabels, d.Spec.Template, slices.Contains(b.routers(), d)})
 	}
 	for _, s := range b.StatefulSets {
-		ws = append(ws, workload{"StatefulSet " + s.Name, s.Spec.Selector.MatchLabels, s.Spec.Template})
+		ws = append(ws, workload{"StatefulSet " + s.Name, s.Spec.Selector.MatchLabels, s.Spec.Template, false})
 	}
 	for _, w := range ws {
 		if len(w.selector) == 0 || !selects(w.selector, w.spec.Labels) {
@@ -312,7 +321,9 @@ func checkWorkloads(t *testing.T, b *bundle) {
 		if pod == nil || pod.RunAsUser == nil || *pod.RunAsUser == 0 {
 			t.Errorf("%s: pods do not run as a non-root user id", w.name)
 		}
-		if w.spec.Spec.AutomountServiceAccountToken == nil || *w.spec.Spec.AutomountServiceAccountToken {
+		// The router's token follows its configuration (checkDiscovery); nothing else calls
+		// the Kubernetes API.
+		if !w.router && (w.spec.Spec.AutomountServiceAccountToken == nil || *w.spec.Spec.AutomountServiceAccountToken) {
 			t.Errorf("%s: the service account token is mounted", w.name)
 		}
 		for _, c := range w.spec.Spec.Containers {
@@ -494,6 +505,106 @@ func checkMonitoring(t *testing.T, b *bundle, want bool) {
 	}
 }
 
+// checkDiscovery checks the router's access to the Kubernetes API, which only Kubernetes
+// discovery uses. The router's pods mount the service account token exactly when a pool
+// discovers its endpoints from EndpointSlices. Every RoleBinding binds a Role of the set, in
+// its own namespace, to the router's ServiceAccount; every Role grants reading EndpointSlices
+// in discovery.k8s.io (list and watch, get at most besides) and nothing else; and each
+// namespace a pool watches has such a binding.
+func checkDiscovery(t *testing.T, b *bundle, d *appsv1.Deployment, cfg *config.Config, want bool) {
+	t.Helper()
+	watched := map[string]string{} // namespace the router watches EndpointSlices in -> a pool
+	for _, p := range cfg.Pools {
+		if p.Discovery != nil && p.Discovery.Kubernetes != nil {
+			watched[inNamespace(p.Discovery.Kubernetes.Namespace)] = p.Name
+		}
+	}
+	if (len(watched) > 0) != want {
+		t.Fatalf("a pool with Kubernetes discovery: %v, want %v", len(watched) > 0, want)
+	}
+	pod := d.Spec.Template.Spec
+	saName := pod.ServiceAccountName
+	if saName == "" {
+		saName = "default"
+	}
+	sa := b.serviceAccount(saName)
+	saNamespace := setNamespace
+	token := true // the API's default, for the pod and for the ServiceAccount
+	switch {
+	case pod.AutomountServiceAccountToken != nil:
+		token = *pod.AutomountServiceAccountToken
+	case sa != nil && sa.AutomountServiceAccountToken != nil:
+		token = *sa.AutomountServiceAccountToken
+	}
+	if sa != nil {
+		saNamespace = inNamespace(sa.Namespace)
+		if a := sa.AutomountServiceAccountToken; a == nil || *a != want {
+			got := "unset"
+			if a != nil {
+				got = strconv.FormatBool(*a)
+			}
+			t.Errorf("ServiceAccount %s: automountServiceAccountToken %s, want %v", sa.Name, got, want)
+		}
+	}
+	if token != want {
+		t.Errorf("router pods mount the service account token: %v, want %v (only Kubernetes discovery calls the API)", token, want)
+	}
+	if !want && len(b.Roles)+len(b.RoleBindings) > 0 {
+		t.Errorf("%d Roles and %d RoleBindings without Kubernetes discovery", len(b.Roles), len(b.RoleBindings))
+	}
+
+	slicesOnly := func(r *rbacv1.Role) bool {
+		var verbs []string
+		for _, rule := range r.Rules {
+			if !slices.Equal(rule.APIGroups, []string{"discovery.k8s.io"}) || !slices.Equal(rule.Resources, []string{"endpointslices"}) ||
+				len(rule.ResourceNames) > 0 || len(rule.NonResourceURLs) > 0 ||
+				slices.ContainsFunc(rule.Verbs, func(v string) bool { return v != "get" && v != "list" && v != "watch" }) {
+				t.Errorf("Role %s: rule %+v grants more than reading endpointslices in discovery.k8s.io", r.Name, rule)
+				return false
+			}
+			verbs = append(verbs, rule.Verbs...)
+		}
+		if !slices.Contains(verbs, "list") || !slices.Contains(verbs, "watch") {
+			t.Errorf("Role %s grants %v on endpointslices: discovery needs list and watch", r.Name, verbs)
+			return false
+		}
+		return true
+	}
+	readsSlices := map[*rbacv1.Role]bool{}
+	for _, r := range b.Roles {
+		readsSlices[r] = slicesOnly(r)
+	}
+	granted := map[string]bool{}
+	for _, rb := range b.RoleBindings {
+		ns := inNamespace(rb.Namespace)
+		ref := rb.RoleRef
+		role := b.role(ns, ref.Name)
+		if ref.APIGroup != rbacv1.GroupName || ref.Kind != "Role" || role == nil {
+			t.Errorf("RoleBinding %s/%s: roleRef %s %s is not a Role of the set in its namespace", ns, rb.Name, ref.Kind, ref.Name)
+			continue
+		}
+		if len(rb.Subjects) != 1 {
+			t.Errorf("RoleBinding %s/%s: %d subjects, want the router's ServiceAccount alone", ns, rb.Name, len(rb.Subjects))
+			continue
+		}
+		s := rb.Subjects[0]
+		subjectNamespace := s.Namespace
+		if subjectNamespace == "" {
+			subjectNamespace = ns
+		}
+		if s.Kind != rbacv1.ServiceAccountKind || s.APIGroup != "" || s.Name != saName || subjectNamespace != saNamespace {
+			t.Errorf("RoleBinding %s/%s: subject %s %s/%s is not the router's ServiceAccount %s/%s", ns, rb.Name, s.Kind, subjectNamespace, s.Name, saNamespace, saName)
+			continue
+		}
+		granted[ns] = granted[ns] || readsSlices[role]
+	}
+	for ns, pool := range watched {
+		if !granted[ns] {
+			t.Errorf("pool %s watches EndpointSlices in namespace %s, where no RoleBinding lets ServiceAccount %s list and watch them", pool, ns, saName)
+		}
+	}
+}
+
 // checkGateway checks that routes attach to the Gateway's listener and send traffic to the
 // router's Service port, and that the BackendTLSPolicy names that Service and port.
 func checkGateway(t *testing.T, b *bundle, want bool) {
@@ -572,13 +683,18 @@ func checkGateway(t *testing.T, b *bundle, want bool) {
 }
 
 // checkProbesServed starts the router from the set's configuration, on loopback and with
-// its model servers, etcd and certificate left out, and asks the admin port for what the
+// its model servers, discovery, etcd and certificate left out, and asks the admin port for what the
 // probes and the ServiceMonitor ask for.
 func checkProbesServed(t *testing.T, d *appsv1.Deployment, cfg *config.Config) {
 	t.Helper()
 	cfg.Listen, cfg.AdminListen, cfg.Server.TLS = "127.0.0.1:0", "127.0.0.1:0", nil
 	cfg.Cluster = config.Cluster{}
 	for i := range cfg.Pools {
+		if cfg.Pools[i].Discovery != nil {
+			// Outside a cluster a discovered pool never gets its first set, and stays unready.
+			cfg.Pools[i].Discovery = nil
+			cfg.Pools[i].Endpoints = append(cfg.Pools[i].Endpoints, "http://placeholder")
+		}
 		for j := range cfg.Pools[i].Endpoints {
 			cfg.Pools[i].Endpoints[j] = fmt.Sprintf("http://127.0.0.1:%d", j+1)
 		}
@@ -606,7 +722,8 @@ func checkProbesServed(t *testing.T, d *appsv1.Deployment, cfg *config.Config) {
 }
 
 // TestOverlayConfigsAgree keeps the configurations that overlays carry whole in step with
-// the base's: the TLS overlay's differs only in server.tls.
+// the base's: the TLS overlay's differs only in server.tls, the discovery overlay's only in
+// how its pools find their endpoints.
 func TestOverlayConfigsAgree(t *testing.T) {
 	load := func(dir string) *config.Config {
 		t.Helper()
@@ -634,5 +751,19 @@ func TestOverlayConfigsAgree(t *testing.T) {
 	tls.Server.TLS = nil
 	if b, o := base.Marshal(), tls.Marshal(); !bytes.Equal(b, o) {
 		t.Errorf("the TLS overlay's configuration differs from the base's beyond server.tls:\n%s", firstDiff(b, o))
+	}
+	disc := load("kustomize/overlays/discovery")
+	if len(disc.Pools) != len(base.Pools) {
+		t.Fatalf("the discovery overlay has %d pools, the base %d", len(disc.Pools), len(base.Pools))
+	}
+	for i := range disc.Pools {
+		p := &disc.Pools[i]
+		if p.Discovery == nil || p.Discovery.Kubernetes == nil {
+			t.Errorf("the discovery overlay's pool %s has no Kubernetes discovery", p.Name)
+		}
+		p.Discovery, p.Endpoints = nil, base.Pools[i].Endpoints
+	}
+	if b, o := base.Marshal(), disc.Marshal(); !bytes.Equal(b, o) {
+		t.Errorf("the discovery overlay's configuration differs from the base's beyond its pools' endpoints and discovery:\n%s", firstDiff(b, o))
 	}
 }

@@ -7,13 +7,14 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
 )
 
 // bundle is one rendered manifest set, each object decoded into its Kubernetes, Gateway API
-// or Prometheus Operator type.
+// or Prometheus Operator type. An object's empty namespace is the one the set is applied to.
 type bundle struct {
 	Deployments        []*appsv1.Deployment
 	StatefulSets       []*appsv1.StatefulSet
@@ -22,6 +23,8 @@ type bundle struct {
 	Secrets            []*corev1.Secret
 	ServiceAccounts    []*corev1.ServiceAccount
 	PDBs               []*policyv1.PodDisruptionBudget
+	Roles              []*rbacv1.Role
+	RoleBindings       []*rbacv1.RoleBinding
 	ServiceMonitors    []*monv1.ServiceMonitor
 	Gateways           []*gwv1.Gateway
 	HTTPRoutes         []*gwv1.HTTPRoute
@@ -59,6 +62,12 @@ func (b *bundle) add(doc []byte) error {
 	case "policy/v1 PodDisruptionBudget":
 		o := &policyv1.PodDisruptionBudget{}
 		b.PDBs, obj = append(b.PDBs, o), o
+	case "rbac.authorization.k8s.io/v1 Role":
+		o := &rbacv1.Role{}
+		b.Roles, obj = append(b.Roles, o), o
+	case "rbac.authorization.k8s.io/v1 RoleBinding":
+		o := &rbacv1.RoleBinding{}
+		b.RoleBindings, obj = append(b.RoleBindings, o), o
 	case "monitoring.coreos.com/v1 ServiceMonitor":
 		o := &monv1.ServiceMonitor{}
 		b.ServiceMonitors, obj = append(b.ServiceMonitors, o), o
@@ -109,6 +118,38 @@ func (b *bundle) service(name string) *corev1.Service {
 		}
 	}
 	return nil
+}
+
+// serviceAccount finds a ServiceAccount by name.
+func (b *bundle) serviceAccount(name string) *corev1.ServiceAccount {
+	for _, sa := range b.ServiceAccounts {
+		if sa.Name == name {
+			return sa
+		}
+	}
+	return nil
+}
+
+// role finds a Role by namespace and name.
+func (b *bundle) role(namespace, name string) *rbacv1.Role {
+	for _, r := range b.Roles {
+		if inNamespace(r.Namespace) == namespace && r.Name == name {
+			return r
+		}
+	}
+	return nil
+}
+
+// setNamespace is the namespace every set is applied to: helm template --namespace, and
+// kubectl apply -n for the Kustomize sets.
+const setNamespace = "switchyard"
+
+// inNamespace is the namespace an object with metadata.namespace ns ends up in.
+func inNamespace(ns string) string {
+	if ns == "" {
+		return setNamespace
+	}
+	return ns
 }
 
 // routers are the Deployments of the router itself.
