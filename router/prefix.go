@@ -130,9 +130,8 @@ func (x *PrefixIndex) Record(ep *backends.Endpoint, hashes []uint64) {
 			x.entries[i] = prefixEntry{hash: h}
 			x.slots[h] = i
 			x.linkAfter(i, at)
-		} else if i != at {
-			x.unlink(i)
-			x.linkAfter(i, at)
+		} else {
+			x.touch(i, at)
 		}
 		x.entries[i].add(ep)
 		at = i
@@ -226,9 +225,10 @@ func (x *PrefixIndex) alloc() int32 {
 }
 
 // touch moves entry i to just after entry at (0: the front) and returns i, so that a walk
-// over a prefix leaves its blocks in order at the front of the list.
+// over a prefix leaves its blocks in order at the front of the list. A prefix walked again
+// finds them there already, and nothing moves.
 func (x *PrefixIndex) touch(i, at int32) int32 {
-	if i != at {
+	if i != at && x.entries[at].next != i {
 		x.unlink(i)
 		x.linkAfter(i, at)
 	}
