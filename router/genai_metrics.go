@@ -44,7 +44,7 @@ func (m *Metrics) limited(limit string) {
 		return
 	}
 	if limit == "" {
-		m.limits.decisions.WithLabelValues("admitted", "").Inc()
+		m.admitted.get(func() prometheus.Counter { return m.limits.decisions.WithLabelValues("admitted", "") }).Inc()
 		return
 	}
 	m.limits.decisions.WithLabelValues("refused", limit).Inc()
@@ -96,29 +96,20 @@ func generates(op Operation) bool {
 	return op == OpChat || op == OpCompletion || op == "responses"
 }
 
-func (g *genAIMetrics) observe(o Outcome, model string) {
-	op := genAIOperation(o.Operation)
-	served := o.TargetModel
-	if served == "" {
-		served = model
-	}
-	labels := []string{op, model, served, o.Endpoint, o.Tenant}
-	errType := ""
-	if o.Failed {
-		errType = o.Status
-	}
-	g.duration.WithLabelValues(append(labels, errType)...).Observe(o.Duration.Seconds())
+func (g *genAIMetrics) observe(o Outcome, s *outcomeSeries) {
+	labels := s.genaiLabels[:]
+	s.genaiDuration.Observe(o.Duration.Seconds())
 	if o.InputTokens > 0 {
-		g.tokens.WithLabelValues(append(labels, "input")...).Observe(float64(o.InputTokens))
+		s.inputTokens.get(func() prometheus.Observer { return g.tokens.WithLabelValues(append(labels, "input")...) }).Observe(float64(o.InputTokens))
 	}
 	if o.OutputTokens > 0 {
-		g.tokens.WithLabelValues(append(labels, "output")...).Observe(float64(o.OutputTokens))
+		s.outputTokens.get(func() prometheus.Observer { return g.tokens.WithLabelValues(append(labels, "output")...) }).Observe(float64(o.OutputTokens))
 	}
 	if o.Failed || !generates(o.Operation) || o.FirstByte <= 0 {
 		return
 	}
-	g.ttft.WithLabelValues(labels...).Observe(o.FirstByte.Seconds())
+	s.ttft.get(func() prometheus.Observer { return g.ttft.WithLabelValues(labels...) }).Observe(o.FirstByte.Seconds())
 	if o.OutputTokens > 1 && o.Duration > o.FirstByte {
-		g.tpot.WithLabelValues(labels...).Observe((o.Duration - o.FirstByte).Seconds() / float64(o.OutputTokens-1))
+		s.tpot.get(func() prometheus.Observer { return g.tpot.WithLabelValues(labels...) }).Observe((o.Duration - o.FirstByte).Seconds() / float64(o.OutputTokens-1))
 	}
 }

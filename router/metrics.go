@@ -1,6 +1,8 @@
 package router
 
 import (
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +22,12 @@ type Metrics struct {
 	sessions *prometheus.CounterVec
 	genai    *genAIMetrics
 	limits   *limitMetrics
+
+	// Children of the vectors above that every request records into, by label values.
+	outcomes  bound[outcomeKey, *outcomeSeries]
+	inflights bound[[2]string, prometheus.Gauge]
+	decisions bound[[2]string, prometheus.Counter]
+	admitted  lazy[prometheus.Counter]
 }
 
 // latencyBuckets span a 1 ms proxy hop to a multi-minute generation.
@@ -68,7 +76,81 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.requests, m.duration, m.ttfb, m.inflight, m.retries, m.decision, m.overflow, m.shed, m.sessions)
 	m.genai = newGenAIMetrics(reg)
 	m.limits = newLimitMetrics(reg)
+	m.outcomes.bind = m.bindOutcome
+	m.inflights.bind = func(k [2]string) prometheus.Gauge { return m.inflight.WithLabelValues(k[:]...) }
+	m.decisions.bind = func(k [2]string) prometheus.Counter { return m.decision.WithLabelValues(k[:]...) }
 	return m
+}
+
+// bound caches the children of a metric vector by their label values, so that the request
+// path finds one with a Go map lookup, allocating nothing, instead of hashing its labels
+// through the vector. A child is bound when its labels are first used, as WithLabelValues
+// would create it then. Label values are bounded (see Metrics), and so is the cache. Series
+// are never deleted from the vectors; deleting one would mean clearing its cache too.
+type bound[K comparable, M any] struct {
+	mu       sync.RWMutex
+	children map[K]M
+	bind     func(K) M
+}
+
+func (b *bound[K, M]) get(k K) M {
+	b.mu.RLock()
+	c, ok := b.children[k]
+	b.mu.RUnlock()
+	if ok {
+		return c
+	}
+	c = b.bind(k) // the vector returns the same child to racing binders
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.children == nil {
+		b.children = make(map[K]M)
+	}
+	b.children[k] = c
+	return c
+}
+
+// lazy is one child of a vector, bound when first used.
+type lazy[M any] struct{ p atomic.Pointer[M] }
+
+func (l *lazy[M]) get(bind func() M) M {
+	if p := l.p.Load(); p != nil {
+		return *p
+	}
+	c := bind()
+	l.p.Store(&c)
+	return c
+}
+
+// outcomeKey is what the series of a finished request are labeled by.
+type outcomeKey struct {
+	protocol                Protocol
+	model, endpoint, status string
+	op                      Operation
+	served, tenant          string
+	failed                  bool
+}
+
+// outcomeSeries are the children one outcomeKey records into. Those that not every request
+// records into are bound when one first does, so that no series shows that nothing recorded.
+type outcomeSeries struct {
+	requests                                    prometheus.Counter
+	duration                                    prometheus.Observer
+	genaiDuration                               prometheus.Observer
+	ttfb, ttft, tpot, inputTokens, outputTokens lazy[prometheus.Observer]
+	genaiLabels                                 [5]string // operation, requested and served model, endpoint, tenant
+}
+
+func (m *Metrics) bindOutcome(k outcomeKey) *outcomeSeries {
+	s := &outcomeSeries{genaiLabels: [5]string{genAIOperation(k.op), k.model, k.served, k.endpoint, k.tenant}}
+	errType := ""
+	if k.failed {
+		errType = k.status
+	}
+	s.requests = m.requests.WithLabelValues(string(k.protocol), k.model, k.endpoint, k.status)
+	s.duration = m.duration.WithLabelValues(string(k.protocol), k.model)
+	s.genaiDuration = m.genai.duration.WithLabelValues(append(s.genaiLabels[:], errType)...)
+	return s
 }
 
 // Outcome is what a front door reports about a finished request.
@@ -98,19 +180,25 @@ func (m *Metrics) Observe(o Outcome) {
 	if model == "" {
 		model = "unknown"
 	}
-	m.requests.WithLabelValues(string(o.Protocol), model, o.Endpoint, o.Status).Inc()
-	m.duration.WithLabelValues(string(o.Protocol), model).Observe(o.Duration.Seconds())
-	if o.FirstByte > 0 {
-		m.ttfb.WithLabelValues(string(o.Protocol), model).Observe(o.FirstByte.Seconds())
+	served := o.TargetModel
+	if served == "" {
+		served = model
 	}
-	m.genai.observe(o, model)
+	s := m.outcomes.get(outcomeKey{protocol: o.Protocol, model: model, endpoint: o.Endpoint, status: o.Status,
+		op: o.Operation, served: served, tenant: o.Tenant, failed: o.Failed})
+	s.requests.Inc()
+	s.duration.Observe(o.Duration.Seconds())
+	if o.FirstByte > 0 {
+		s.ttfb.get(func() prometheus.Observer { return m.ttfb.WithLabelValues(string(o.Protocol), model) }).Observe(o.FirstByte.Seconds())
+	}
+	m.genai.observe(o, s)
 }
 
 func (m *Metrics) inflightGauge(p Protocol, model string) prometheus.Gauge {
 	if m == nil {
 		return nil
 	}
-	return m.inflight.WithLabelValues(string(p), model)
+	return m.inflights.get([2]string{string(p), model})
 }
 
 func (m *Metrics) retried(p Protocol, model string) {
@@ -121,7 +209,7 @@ func (m *Metrics) retried(p Protocol, model string) {
 
 func (m *Metrics) decided(route, model string) {
 	if m != nil {
-		m.decision.WithLabelValues(route, model).Inc()
+		m.decisions.get([2]string{route, model}).Inc()
 	}
 }
 
