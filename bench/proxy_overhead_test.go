@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,12 +41,17 @@ func startZeroFleet(b *testing.B, n int) (urls []string, stop func()) {
 	}
 }
 
-// cpuSeconds is the CPU time used so far by this process and its nginx children.
+// cpuSeconds is the CPU time used so far by this process and by nginx: its master, a child
+// of this process, and the master's workers.
 func cpuSeconds() float64 {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	total := time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
-	self := strconv.Itoa(os.Getpid())
+	type proc struct {
+		ppid string
+		cpu  float64
+	}
+	nginx := map[string]proc{}
 	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
 	for _, p := range stats {
 		b, err := os.ReadFile(p)
@@ -55,12 +61,18 @@ func cpuSeconds() float64 {
 		// pid (comm) state ppid ... utime(14) stime(15), counted after the closing paren.
 		s := string(b)
 		rest := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(rest) < 13 || rest[1] != self || !strings.Contains(s, "(nginx)") {
+		if len(rest) < 13 || !strings.Contains(s, "(nginx)") {
 			continue
 		}
 		ut, _ := strconv.ParseFloat(rest[11], 64)
 		st, _ := strconv.ParseFloat(rest[12], 64)
-		total += (ut + st) / 100 // clock ticks; 100 per second on Linux
+		nginx[strings.Fields(s)[0]] = proc{rest[1], (ut + st) / 100} // clock ticks; 100 per second on Linux
+	}
+	self := strconv.Itoa(os.Getpid())
+	for _, p := range nginx {
+		if p.ppid == self || nginx[p.ppid].ppid == self {
+			total += p.cpu
+		}
 	}
 	return total
 }
@@ -73,8 +85,8 @@ type path struct {
 }
 
 // post sends body to one of p's URLs and reads the answer to its end; it returns the time to
-// the first body byte.
-func (p path) post(client *http.Client, i uint64, body string) (time.Duration, error) {
+// the first body byte and to the last.
+func (p path) post(client *http.Client, i uint64, body string) (ttfb, total time.Duration, err error) {
 	req, _ := http.NewRequest(http.MethodPost, p.urls[i%uint64(len(p.urls))]+"/v1/chat/completions", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	if p.key != "" {
@@ -83,44 +95,94 @@ func (p path) post(client *http.Client, i uint64, body string) (time.Duration, e
 	t0 := time.Now()
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer resp.Body.Close()
 	br := bufio.NewReader(resp.Body)
 	if _, err := br.Peek(1); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	ttfb := time.Since(t0)
+	ttfb = time.Since(t0)
 	io.Copy(io.Discard, br)
 	if resp.StatusCode != 200 {
-		return 0, fmt.Errorf("status %d", resp.StatusCode)
+		return 0, 0, fmt.Errorf("status %d", resp.StatusCode)
 	}
-	return ttfb, nil
+	return ttfb, time.Since(t0), nil
 }
 
 func newBenchClient(conc int) *http.Client {
 	return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc, DisableCompression: true}}
 }
 
-// closedLoop runs conc callers for d and reports the rate, latency and CPU per request.
-func (p path) closedLoop(body string, conc int, d time.Duration) (result, float64) {
-	client := newBenchClient(conc)
-	defer client.CloseIdleConnections()
-	var n atomic.Uint64
-	cpu0 := cpuSeconds()
-	r := measure(conc, d, func() error { _, err := p.post(client, n.Add(1), body); return err })
-	cpu := cpuSeconds() - cpu0
-	reqs := r.rps * d.Seconds()
-	return r, cpu / max(reqs, 1)
+// sample is what one path measured of one workload, pooled over rounds.
+type sample struct {
+	lat    []time.Duration // per successful request: its latency, or its time to first byte
+	errs   int
+	secs   float64   // time measured
+	cpu    float64   // CPU seconds used meanwhile (closed loops only)
+	rounds []float64 // requests/s of each round (closed loops only)
 }
 
-// openLoopAt offers rate requests/s for d, each timed from when it was due, so that a slow
-// path cannot hide its queueing; it returns the p50 and p99.
-func (p path) openLoopAt(body string, rate float64, d time.Duration) (p50, p99 time.Duration, errs int) {
-	client := newBenchClient(256)
-	defer client.CloseIdleConnections()
+func (s *sample) rps() float64 { return float64(len(s.lat)) / s.secs }
+
+func (s *sample) cpuPerReq() time.Duration {
+	return time.Duration(s.cpu / float64(max(len(s.lat), 1)) * 1e9)
+}
+
+// quantile is the q-quantile of the pooled latencies.
+func (s *sample) quantile(q float64) time.Duration {
+	if len(s.lat) == 0 {
+		return 0
+	}
+	slices.Sort(s.lat)
+	return s.lat[int(q*float64(len(s.lat)-1))]
+}
+
+// closedLoop runs conc callers for d, each sending its next request when the last is answered,
+// and adds their latencies (or times to first byte, with ttfb), the time and the CPU to s.
+func (p path) closedLoop(s *sample, client *http.Client, body string, conc int, d time.Duration, ttfb bool) {
 	var mu sync.Mutex
-	var lat []time.Duration
+	var n atomic.Uint64
+	cpu0 := cpuSeconds()
+	start := time.Now()
+	deadline := start.Add(d)
+	count := len(s.lat)
+	var wg sync.WaitGroup
+	for range conc {
+		wg.Go(func() {
+			var mine []time.Duration
+			bad := 0
+			for time.Now().Before(deadline) {
+				first, total, err := p.post(client, n.Add(1), body)
+				if err != nil {
+					bad++
+					continue
+				}
+				if ttfb {
+					total = first
+				}
+				mine = append(mine, total)
+			}
+			mu.Lock()
+			s.lat = append(s.lat, mine...)
+			s.errs += bad
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	secs := time.Since(start).Seconds()
+	s.cpu += cpuSeconds() - cpu0
+	s.secs += secs
+	s.rounds = append(s.rounds, float64(len(s.lat)-count)/secs)
+}
+
+// openLoopAt offers rate requests/s for d from a goroutine per request, so that a slow path
+// cannot hold back the requests after it, and adds their latencies to s. Each request is
+// timed from when it is sent, not from when it was due: the pacing sleep wakes up to a
+// millisecond late (Go's timers sleep in whole milliseconds when the process is idle), noise
+// that every path would carry and that is not the path's.
+func (p path) openLoopAt(s *sample, client *http.Client, body string, rate float64, d time.Duration) {
+	var mu sync.Mutex
 	var wg sync.WaitGroup
 	interval := time.Duration(float64(time.Second) / rate)
 	start := time.Now()
@@ -131,61 +193,55 @@ func (p path) openLoopAt(body string, rate float64, d time.Duration) (p50, p99 t
 		}
 		time.Sleep(time.Until(due))
 		wg.Go(func() {
-			_, err := p.post(client, i, body)
-			el := time.Since(due)
+			_, total, err := p.post(client, i, body)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				errs++
+				s.errs++
 				return
 			}
-			lat = append(lat, el)
+			s.lat = append(s.lat, total)
 		})
 	}
 	wg.Wait()
-	slices.Sort(lat)
-	if len(lat) == 0 {
-		return 0, 0, errs
-	}
-	return lat[len(lat)/2], lat[len(lat)*99/100], errs
+	s.secs += time.Since(start).Seconds()
 }
 
-// medianTTFT runs conc callers of streaming body for d and returns the median time to first
-// byte.
-func (p path) medianTTFT(body string, conc int, d time.Duration) (time.Duration, int) {
-	client := newBenchClient(conc)
-	defer client.CloseIdleConnections()
-	var mu sync.Mutex
-	var ttfts []time.Duration
-	var n atomic.Uint64
-	r := measure(conc, d, func() error {
-		t, err := p.post(client, n.Add(1), body)
-		if err == nil {
-			mu.Lock()
-			ttfts = append(ttfts, t)
-			mu.Unlock()
-		}
-		return err
-	})
-	slices.Sort(ttfts)
-	if len(ttfts) == 0 {
-		return 0, r.errors
+// interleave runs each path's part of a measurement rounds times, the paths taking turns, so
+// that a change in the machine's speed during the run (other work, frequency) falls on every
+// path alike. Each path keeps one client, and so its connections, throughout.
+func interleave(paths []path, rounds, conc int, run func(p path, s *sample, client *http.Client)) []*sample {
+	samples := make([]*sample, len(paths))
+	clients := make([]*http.Client, len(paths))
+	for i := range paths {
+		samples[i], clients[i] = &sample{}, newBenchClient(conc)
+		defer clients[i].CloseIdleConnections()
 	}
-	return ttfts[len(ttfts)/2], r.errors
+	for range rounds {
+		for i, p := range paths {
+			run(p, samples[i], clients[i])
+		}
+	}
+	return samples
 }
 
 // BenchmarkProxyOverhead compares, in one run on one machine, a zero-latency fleet of two
 // OpenAI-compatible servers reached directly (the client spreads requests itself), through
-// nginx (least_conn, keep-alive) and through Switchyard with authentication, rate limits and
-// the scoring picker on. It prints requests/s, p50/p99 and CPU per request for non-streaming
-// and streaming chat; p50/p99 at a fixed 1,000 requests/s with the latency each proxy adds;
-// and the time to first byte of streams with prompts from 1 KB to 256 KB. CPU per request is
-// this process's CPU (client, servers and Switchyard) plus nginx's, so differences between
-// rows are each proxy's cost.
+// nginx (least_conn, keep-alive, a worker per CPU) and through Switchyard with
+// authentication, rate limits and the scoring picker on. It prints requests/s, p50/p99 and
+// CPU per request for non-streaming and streaming chat; p50/p99 at a fixed 1,000 requests/s
+// with the latency each proxy adds; and the time to first byte of streams with prompts from
+// 1 KB to 256 KB. CPU per request is this process's CPU (client, servers and Switchyard) plus
+// nginx's (master and workers), so differences between rows are each proxy's cost.
+//
+// Every measurement is taken in rounds, the paths taking turns (see interleave); the closed
+// loops print the range of Switchyard's requests/s over nginx's across their rounds.
 func BenchmarkProxyOverhead(b *testing.B) {
 	urls, stopFleet := startZeroFleet(b, 2)
 	defer stopFleet()
-	nginx, stopNginx, err := startNginx(urls)
+	// nginx as deployed: a worker per CPU, as worker_processes auto would start, sharing
+	// least_conn's counts. Switchyard's process may use every CPU too.
+	nginx, stopNginx, err := startNginxWorkers(urls, runtime.NumCPU())
 	if err != nil {
 		b.Skipf("nginx: %v", err)
 	}
@@ -197,57 +253,56 @@ func BenchmarkProxyOverhead(b *testing.B) {
 	if testing.Short() {
 		dur = 500 * time.Millisecond
 	}
+	const rounds = 6
 	out := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	for b.Loop() {
-		fmt.Fprintln(out, "workload\tpath\treq/s\tp50\tp99\tCPU/req\tvs nginx req/s\terrors\t")
+		fmt.Fprintln(out, "workload\tpath\treq/s\tp50\tp99\tCPU/req\tvs nginx req/s\tper round\terrors\t")
 		for _, w := range []struct{ name, body string }{
 			{"chat c=16", `{"model":"m","messages":[{"role":"user","content":"hello"}]}`},
 			{"chat stream c=16", `{"model":"m","stream":true,"messages":[{"role":"user","content":"hello"}]}`},
 		} {
-			for _, p := range paths { // warm every path
-				p.closedLoop(w.body, 16, dur/5)
-			}
-			var rs []result
-			var cpus []float64
-			for _, p := range paths {
-				r, cpu := p.closedLoop(w.body, 16, dur)
-				rs, cpus = append(rs, r), append(cpus, cpu)
+			interleave(paths, 1, 16, func(p path, s *sample, c *http.Client) { p.closedLoop(s, c, w.body, 16, dur/5, false) }) // warm
+			ss := interleave(paths, rounds, 16, func(p path, s *sample, c *http.Client) {
+				p.closedLoop(s, c, w.body, 16, dur/rounds, false)
+			})
+			var ratios []float64
+			for r := range rounds {
+				ratios = append(ratios, ss[2].rounds[r]/ss[1].rounds[r])
 			}
 			for i, p := range paths {
-				fmt.Fprintf(out, "%s\t%s\t%.0f\t%v\t%v\t%.0fµs\t%.2fx\t%d\t\n", w.name, p.name, rs[i].rps,
-					rs[i].p50.Round(time.Microsecond), rs[i].p99.Round(time.Microsecond), cpus[i]*1e6, rs[i].rps/rs[1].rps, rs[i].errors)
+				spread := ""
+				if i == 2 {
+					spread = fmt.Sprintf("%.2f–%.2fx", slices.Min(ratios), slices.Max(ratios))
+				}
+				fmt.Fprintf(out, "%s\t%s\t%.0f\t%v\t%v\t%v\t%.2fx\t%s\t%d\t\n", w.name, p.name, ss[i].rps(),
+					ss[i].quantile(0.5).Round(time.Microsecond), ss[i].quantile(0.99).Round(time.Microsecond),
+					ss[i].cpuPerReq().Round(time.Microsecond), ss[i].rps()/ss[1].rps(), spread, ss[i].errs)
 			}
-			b.ReportMetric(rs[2].rps/rs[1].rps, strings.ReplaceAll(w.name[:strings.Index(w.name, " c=")], " ", "-")+"-vs-nginx-rps")
+			b.ReportMetric(ss[2].rps()/ss[1].rps(), strings.ReplaceAll(w.name[:strings.Index(w.name, " c=")], " ", "-")+"-vs-nginx-rps")
 		}
 		out.Flush()
 
 		fmt.Fprintln(out, "\nat 1000 req/s\tpath\tp50\tp99\tadded p50\tadded p99\terrors\t")
 		body := `{"model":"m","messages":[{"role":"user","content":"hello"}]}`
-		var base50, base99 time.Duration
+		ss := interleave(paths, rounds/2, 256, func(p path, s *sample, c *http.Client) { p.openLoopAt(s, c, body, 1000, 2*dur/rounds) })
+		base50, base99 := ss[0].quantile(0.5), ss[0].quantile(0.99)
 		for i, p := range paths {
-			p50, p99, errs := p.openLoopAt(body, 1000, dur)
-			if i == 0 {
-				base50, base99 = p50, p99
-			}
+			p50, p99 := ss[i].quantile(0.5), ss[i].quantile(0.99)
 			fmt.Fprintf(out, "chat\t%s\t%v\t%v\t%v\t%v\t%d\t\n", p.name, p50.Round(time.Microsecond), p99.Round(time.Microsecond),
-				(p50 - base50).Round(time.Microsecond), (p99 - base99).Round(time.Microsecond), errs)
-			if i == 2 {
-				b.ReportMetric(float64(p99-base99)/1e6, "added-p99-ms@1krps")
-			}
+				(p50 - base50).Round(time.Microsecond), (p99 - base99).Round(time.Microsecond), ss[i].errs)
 		}
+		b.ReportMetric(float64(ss[2].quantile(0.99)-base99)/1e6, "added-p99-ms@1krps")
 		out.Flush()
 
 		fmt.Fprintln(out, "\nprompt\tpath\tmedian TTFT c=8\tadded\terrors\t")
 		for _, size := range []int{1 << 10, 16 << 10, 64 << 10, 256 << 10} {
 			msg := strings.Repeat("The quick brown fox jumps over the lazy dog. ", size/45)
 			body := `{"model":"m","stream":true,"messages":[{"role":"user","content":"` + msg + `"}]}`
-			var base time.Duration
+			ss := interleave(paths, rounds/2, 8, func(p path, s *sample, c *http.Client) { p.closedLoop(s, c, body, 8, dur/rounds, true) })
+			base := ss[0].quantile(0.5)
 			for i, p := range paths {
-				ttft, errs := p.medianTTFT(body, 8, dur/2)
-				if i == 0 {
-					base = ttft
-				}
-				fmt.Fprintf(out, "%d KB\t%s\t%v\t%v\t%d\t\n", size>>10, p.name, ttft.Round(time.Microsecond), (ttft - base).Round(time.Microsecond), errs)
+				ttft := ss[i].quantile(0.5)
+				fmt.Fprintf(out, "%d KB\t%s\t%v\t%v\t%d\t\n", size>>10, p.name, ttft.Round(time.Microsecond), (ttft - base).Round(time.Microsecond), ss[i].errs)
 			}
 		}
 		out.Flush()

@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"text/tabwriter"
 	"time"
@@ -526,7 +527,13 @@ var nginxBinary = sync.OnceValues(func() (string, error) {
 
 // startNginx runs nginx as a child process, balancing the fleet with least_conn over
 // keep-alive upstream connections and without buffering, so streams pass through as they come.
-func startNginx(urls []string) (string, func(), error) {
+// It runs as one process, so that least_conn sees every connection.
+func startNginx(urls []string) (string, func(), error) { return startNginxWorkers(urls, 1) }
+
+// startNginxWorkers is startNginx with a master process and the given number of worker
+// processes, which share least_conn's connection counts through a shared-memory zone; with
+// one, nginx runs as a single process.
+func startNginxWorkers(urls []string, workers int) (string, func(), error) {
 	bin, err := nginxBinary()
 	if err != nil {
 		return "", nil, err
@@ -545,10 +552,17 @@ func startNginx(urls []string) (string, func(), error) {
 	for _, u := range urls {
 		fmt.Fprintf(&servers, "    server %s;\n", strings.TrimPrefix(u, "http://"))
 	}
+	processes, listen := "master_process off;\nworker_processes 1;\n", addr
+	if workers > 1 {
+		processes = fmt.Sprintf("master_process on;\nworker_processes %d;\n", workers)
+		if os.Geteuid() == 0 {
+			processes += "user root;\n" // workers otherwise drop to nobody, who cannot use dir
+		}
+		servers.WriteString("    zone fleet 64k;\n")
+		listen += " reuseport" // each worker its own socket: the kernel spreads connections evenly
+	}
 	conf := fmt.Sprintf(`daemon off;
-master_process off;
-worker_processes 1;
-worker_rlimit_nofile 16384;
+%[4]sworker_rlimit_nofile 16384;
 error_log stderr warn;
 pid %[1]s/nginx.pid;
 events { worker_connections 8192; }
@@ -577,7 +591,7 @@ http {
     }
   }
 }
-`, dir, servers.String(), addr)
+`, dir, servers.String(), listen, processes)
 	confPath := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		os.RemoveAll(dir)
@@ -593,7 +607,11 @@ http {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	stop := func() {
-		cmd.Process.Kill()
+		if workers > 1 {
+			cmd.Process.Signal(syscall.SIGTERM) // the master stops its workers, then itself
+		} else {
+			cmd.Process.Kill()
+		}
 		<-exited
 		os.RemoveAll(dir)
 	}
