@@ -155,14 +155,18 @@ func (c *HTTPClient) Post(ctx context.Context, ep *Endpoint, path string, header
 	for _, b := range body {
 		size += len(b)
 	}
-	// A fresh reader for each write of the request, so that the transport can resend it on
-	// another connection when a kept-alive one turns out closed.
-	parts := func() (io.ReadCloser, error) {
+	return c.PostBody(ctx, ep, path, header, int64(size), func() io.ReadCloser {
 		bufs := net.Buffers(slices.Clone(body))
-		return io.NopCloser(&bufs), nil
-	}
-	rc, _ := parts()
-	return c.send(ctx, ep, http.MethodPost, path, header, rc, int64(size), parts)
+		return io.NopCloser(&bufs)
+	})
+}
+
+// PostBody is Post for a body of size bytes that open makes a reader of: once for the request,
+// and again whenever the transport resends it on another connection (a kept-alive one found
+// closed). The transport closes each reader when it is done with it, which may be after the
+// response has arrived; a caller that reuses the body's memory waits for that.
+func (c *HTTPClient) PostBody(ctx context.Context, ep *Endpoint, path string, header http.Header, size int64, open func() io.ReadCloser) (*http.Response, error) {
+	return c.send(ctx, ep, http.MethodPost, path, header, open(), size, func() (io.ReadCloser, error) { return open(), nil })
 }
 
 // classify sorts a RoundTrip error into the package's sentinels.

@@ -21,6 +21,9 @@ func (c *HTTPClient) send(ctx context.Context, ep *Endpoint, method, path string
 	ctx, cancel := context.WithCancelCause(ctx)
 	req, err := http.NewRequestWithContext(ctx, method, ep.URL.String()+path, body)
 	if err != nil {
+		if c, ok := body.(io.Closer); ok {
+			c.Close() // as the transport would have
+		}
 		cancel(nil)
 		return nil, err
 	}

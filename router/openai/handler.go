@@ -231,9 +231,18 @@ func (h *Handler) serve(x *exchange, r *http.Request, id string) error {
 	case kindMultipart:
 		return h.serveMultipart(x, r, id)
 	}
-	body, err := h.readBody(x, r)
+	held := holdBody(r.ContentLength)
+	var buf []byte
+	if held != nil {
+		buf = held.buf
+		defer held.release()
+	}
+	body, err := h.readBodyInto(x, r, buf)
 	if err != nil {
 		return err
+	}
+	if held != nil && !held.holds(body) {
+		held = nil // read elsewhere; the buffer goes back when this returns
 	}
 	p, err := peekLimit(body, h.maxJSONDepth)
 	if err != nil {
@@ -253,7 +262,12 @@ func (h *Handler) serve(x *exchange, r *http.Request, id string) error {
 		pin = h.pinPrevious(p.previous)
 	}
 	return h.admitAndServe(x, r, &req, &u, pin, func(ctx context.Context, t router.Target) (*http.Response, error) {
-		return t.Pool.Client.Post(ctx, t.Endpoint, r.URL.Path, upstreamHeader(r, req.ID), p.forTarget(req.Body, req.Model, t, u.askUsage)...)
+		parts := p.forTarget(req.Body, req.Model, t, u.askUsage)
+		if held == nil {
+			return t.Pool.Client.Post(ctx, t.Endpoint, r.URL.Path, upstreamHeader(r, req.ID), parts...)
+		}
+		return t.Pool.Client.PostBody(ctx, t.Endpoint, r.URL.Path, upstreamHeader(r, req.ID), partsLen(parts),
+			func() io.ReadCloser { return held.reader(parts) })
 	})
 }
 
@@ -432,6 +446,12 @@ func credentials(r *http.Request) policy.Credentials {
 
 // readBody reads the whole body, refusing anything over the limit with 413.
 func (h *Handler) readBody(x *exchange, r *http.Request) ([]byte, error) {
+	return h.readBodyInto(x, r, nil)
+}
+
+// readBodyInto is readBody reading into buf, when it has room for the whole body and one byte
+// more, instead of a new slice.
+func (h *Handler) readBodyInto(x *exchange, r *http.Request, buf []byte) ([]byte, error) {
 	tooLarge := func() error {
 		return &router.Error{Code: router.CodeRequestTooLarge, Reason: "request_too_large",
 			Message: fmt.Sprintf("Request body is larger than the limit of %d bytes.", h.maxBody)}
@@ -447,7 +467,9 @@ func (h *Handler) readBody(x *exchange, r *http.Request) ([]byte, error) {
 		size = 4096
 		rd = http.MaxBytesReader(x, r.Body, h.maxBody)
 	}
-	buf := make([]byte, 0, size+1)
+	if int64(cap(buf)) < size+1 {
+		buf = make([]byte, 0, size+1)
+	}
 	for {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
