@@ -138,21 +138,26 @@ const (
 	lanes80 = 0x8080808080808080
 )
 
-// escapeOrControl has the high bit of each of the eight bytes of v set that escapes (a
-// backslash) or is a control character (below 0x20), and possibly of bytes above such a one;
-// it is zero when there is none.
-func escapeOrControl(v uint64) uint64 {
-	slash := v ^ (lanes01 * '\\')
-	special := (slash - lanes01) &^ slash
-	special |= (v - lanes01*0x20) &^ v
-	return special & lanes80
-}
+// controlBytes has the high bit of each of the eight bytes of v set that is a control
+// character (below 0x20), and possibly of bytes above such a one; it is zero when there is
+// none.
+func controlBytes(v uint64) uint64 { return (v - lanes01*0x20) &^ v & lanes80 }
 
 // stringEnd returns the index of the closing quote of the string whose contents start at i,
 // checking escapes and rejecting control characters; ok is false for a malformed or
-// unterminated string. bytes.IndexByte finds the next quote, and the text before it is checked
-// sixteen bytes at a time.
+// unterminated string. In a long string, bytes.IndexByte finds the next quote and the next
+// backslash before it, and the text between is checked for control characters 32 bytes at a
+// time.
 func stringEnd(b []byte, i int) (end int, ok bool) {
+	// Most strings, keys above all, end within a few bytes: a byte loop finds their end
+	// sooner than a call would.
+	for n := min(len(b), i+16); i < n; i++ {
+		if c := b[i]; c == '"' {
+			return i, true
+		} else if c == '\\' || c < 0x20 {
+			break
+		}
+	}
 	q := -1 // the first quote at or after i, once found
 	for {
 		if q < i {
@@ -161,17 +166,26 @@ func stringEnd(b []byte, i int) (end int, ok bool) {
 			}
 			q += i
 		}
-		for i+16 <= q && escapeOrControl(binary.LittleEndian.Uint64(b[i:]))|escapeOrControl(binary.LittleEndian.Uint64(b[i+8:])) == 0 {
-			i += 16
+		plain := q // the end of the text before the next escape or the quote
+		if e := bytes.IndexByte(b[i:q], '\\'); e >= 0 {
+			plain = i + e
 		}
-		for i < q && b[i] != '\\' && b[i] >= 0x20 {
+		for ; i+32 <= plain; i += 32 {
+			w := b[i : i+32 : i+32]
+			v0, v1 := binary.LittleEndian.Uint64(w), binary.LittleEndian.Uint64(w[8:])
+			v2, v3 := binary.LittleEndian.Uint64(w[16:]), binary.LittleEndian.Uint64(w[24:])
+			if ((v0-lanes01*0x20)&^v0|(v1-lanes01*0x20)&^v1|(v2-lanes01*0x20)&^v2|(v3-lanes01*0x20)&^v3)&lanes80 != 0 {
+				break
+			}
+		}
+		for i < plain && b[i] >= 0x20 {
 			i++
+		}
+		if i < plain {
+			return i, false // a control character
 		}
 		if i == q {
 			return q, true
-		}
-		if b[i] < 0x20 {
-			return i, false
 		}
 		// An escape; it may take the quote at q, which the next turn then searches past.
 		if i+1 >= len(b) {
