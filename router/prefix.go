@@ -124,7 +124,7 @@ func (x *PrefixIndex) Record(ep *backends.Endpoint, hashes []uint64) {
 	hashes = hashes[:min(len(hashes), x.capacity)]
 	at := int32(0)
 	for _, h := range hashes {
-		i, ok := x.slots[h]
+		i, ok := x.find(h, at)
 		if !ok {
 			i = x.alloc()
 			x.entries[i] = prefixEntry{hash: h}
@@ -149,7 +149,7 @@ func (x *PrefixIndex) Match(ep *backends.Endpoint, hashes []uint64) int {
 	at := int32(0)
 	n := 0
 	for _, h := range hashes {
-		i, ok := x.slots[h]
+		i, ok := x.find(h, at)
 		if !ok || !x.entries[i].holds(ep) {
 			break
 		}
@@ -166,7 +166,7 @@ func (x *PrefixIndex) matchAll(cands []Candidate, hashes []uint64, counts []floa
 	defer x.mu.Unlock()
 	at := int32(0)
 	for b, h := range hashes {
-		i, ok := x.slots[h]
+		i, ok := x.find(h, at)
 		if !ok {
 			return
 		}
@@ -184,6 +184,16 @@ func (x *PrefixIndex) matchAll(cands []Candidate, hashes []uint64, counts []floa
 		}
 		at = x.touch(i, at)
 	}
+}
+
+// find returns the entry of hash h, looking first just after entry at: a prefix walked again
+// finds its blocks there, in order (see touch), and so needs no map lookup.
+func (x *PrefixIndex) find(h uint64, at int32) (int32, bool) {
+	if next := x.entries[at].next; next != 0 && x.entries[next].hash == h {
+		return next, true
+	}
+	i, ok := x.slots[h]
+	return i, ok
 }
 
 // Forget drops ep from every entry, as when it leaves the pool, and frees the entries that
