@@ -143,8 +143,9 @@ func (c *HTTPClient) Get(ctx context.Context, ep *Endpoint, path string, limit i
 }
 
 // Post sends body to path on the endpoint with header and returns the response once its
-// headers arrive. The body is the slices of body one after another, sent without joining them
-// (a body with a field edited is the original's bytes around the new ones). The response body
+// headers arrive. The body is the slices of body one after another; those of a large body are
+// sent without joining them (a body with a field edited is the original's bytes around the new
+// ones), those of a small one joined (see joinBelow). The response body
 // enforces the idle stream timeout and must be closed. Errors wrap ErrConnect (safe to retry
 // elsewhere), ErrFirstByteTimeout, or the context's.
 func (c *HTTPClient) Post(ctx context.Context, ep *Endpoint, path string, header http.Header, body ...[]byte) (*http.Response, error) {
@@ -155,11 +156,21 @@ func (c *HTTPClient) Post(ctx context.Context, ep *Endpoint, path string, header
 	for _, b := range body {
 		size += len(b)
 	}
+	if size <= joinBelow {
+		joined := bytes.Join(body, nil)
+		return c.Send(ctx, ep, http.MethodPost, path, header, bytes.NewReader(joined), int64(size))
+	}
 	return c.PostBody(ctx, ep, path, header, int64(size), func() io.ReadCloser {
 		bufs := net.Buffers(slices.Clone(body))
 		return io.NopCloser(&bufs)
 	})
 }
+
+// joinBelow is the body size up to which Post joins the slices of a body into one: net/http
+// writes the headers of a request whose body is not a bytes.Reader (or another reader it
+// knows to be in memory) on their own, a write more, and a write costs more than copying a
+// few KiB.
+const joinBelow = 32 << 10
 
 // PostBody is Post for a body of size bytes that open makes a reader of: once for the request,
 // and again whenever the transport resends it on another connection (a kept-alive one found

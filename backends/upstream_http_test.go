@@ -1,6 +1,7 @@
 package backends_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -161,6 +162,7 @@ func TestHTTPClientPostParts(t *testing.T) {
 		{[][]byte{[]byte(`{"a":1}`)}, `7 {"a":1}`},
 		{[][]byte{[]byte(`{`), []byte(`"b":2,`), []byte(`"a":1}`)}, `13 {"b":2,"a":1}`},
 		{[][]byte{nil, []byte(`{}`), {}}, `2 {}`},
+		{[][]byte{[]byte(`["`), bytes.Repeat([]byte("x"), 40<<10), []byte(`"]`)}, fmt.Sprintf(`%d ["%s"]`, 40<<10+4, bytes.Repeat([]byte("x"), 40<<10))},
 	} {
 		resp, err := c.Post(context.Background(), ep, "/", http.Header{}, tt.parts...)
 		if err != nil {
