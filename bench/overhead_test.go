@@ -50,9 +50,23 @@ type result struct {
 // measure runs call from conc goroutines for d and reports the rate and latency percentiles of
 // the calls that succeeded.
 func measure(conc int, d time.Duration, call func() error) result {
+	lat, errs, elapsed := loop(conc, d, func() (time.Duration, error) {
+		t0 := time.Now()
+		err := call()
+		return time.Since(t0), err
+	})
+	slices.Sort(lat)
+	if len(lat) == 0 {
+		return result{errors: errs}
+	}
+	return result{rps: float64(len(lat)) / elapsed.Seconds(), p50: lat[len(lat)/2], p99: lat[len(lat)*99/100], errors: errs}
+}
+
+// loop runs call from conc goroutines for d, each calling again as soon as its last call
+// returned, and returns the durations the calls that succeeded reported, how many failed, and
+// how long it ran.
+func loop(conc int, d time.Duration, call func() (time.Duration, error)) (lat []time.Duration, errs int, elapsed time.Duration) {
 	var mu sync.Mutex
-	var lat []time.Duration
-	errs := 0
 	deadline := time.Now().Add(d)
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -61,12 +75,12 @@ func measure(conc int, d time.Duration, call func() error) result {
 			var mine []time.Duration
 			bad := 0
 			for time.Now().Before(deadline) {
-				t0 := time.Now()
-				if call() != nil {
+				took, err := call()
+				if err != nil {
 					bad++
 					continue
 				}
-				mine = append(mine, time.Since(t0))
+				mine = append(mine, took)
 			}
 			mu.Lock()
 			lat = append(lat, mine...)
@@ -75,12 +89,7 @@ func measure(conc int, d time.Duration, call func() error) result {
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
-	slices.Sort(lat)
-	if len(lat) == 0 {
-		return result{errors: errs}
-	}
-	return result{rps: float64(len(lat)) / elapsed.Seconds(), p50: lat[len(lat)/2], p99: lat[len(lat)*99/100], errors: errs}
+	return lat, errs, time.Since(start)
 }
 
 // load posts body to url from conc goroutines for d, each request measured to its last byte.

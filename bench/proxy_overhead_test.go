@@ -143,39 +143,20 @@ func (s *sample) quantile(q float64) time.Duration {
 // closedLoop runs conc callers for d, each sending its next request when the last is answered,
 // and adds their latencies (or times to first byte, with ttfb), the time and the CPU to s.
 func (p path) closedLoop(s *sample, client *http.Client, body string, conc int, d time.Duration, ttfb bool) {
-	var mu sync.Mutex
 	var n atomic.Uint64
 	cpu0 := cpuSeconds()
-	start := time.Now()
-	deadline := start.Add(d)
-	count := len(s.lat)
-	var wg sync.WaitGroup
-	for range conc {
-		wg.Go(func() {
-			var mine []time.Duration
-			bad := 0
-			for time.Now().Before(deadline) {
-				first, total, err := p.post(client, n.Add(1), body)
-				if err != nil {
-					bad++
-					continue
-				}
-				if ttfb {
-					total = first
-				}
-				mine = append(mine, total)
-			}
-			mu.Lock()
-			s.lat = append(s.lat, mine...)
-			s.errs += bad
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	secs := time.Since(start).Seconds()
+	lat, errs, elapsed := loop(conc, d, func() (time.Duration, error) {
+		first, total, err := p.post(client, n.Add(1), body)
+		if ttfb {
+			return first, err
+		}
+		return total, err
+	})
 	s.cpu += cpuSeconds() - cpu0
-	s.secs += secs
-	s.rounds = append(s.rounds, float64(len(s.lat)-count)/secs)
+	s.lat = append(s.lat, lat...)
+	s.errs += errs
+	s.secs += elapsed.Seconds()
+	s.rounds = append(s.rounds, float64(len(lat))/elapsed.Seconds())
 }
 
 // openLoopAt offers rate requests/s for d from a goroutine per request, so that a slow path
