@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"slices"
 	"sync"
 	"time"
 )
@@ -52,6 +51,7 @@ type HTTPOptions struct {
 // connections. It is safe for concurrent use.
 type HTTPClient struct {
 	transport *http.Transport
+	h1        *h1Client
 	idle      time.Duration
 	propagate func(context.Context, http.Header)
 }
@@ -95,7 +95,9 @@ func NewHTTPClient(opts HTTPOptions) (*HTTPClient, error) {
 		ForceAttemptHTTP2:     false,
 		ExpectContinueTimeout: 0,
 	}
-	return &HTTPClient{transport: t, idle: opts.IdleStreamTimeout, propagate: opts.Propagate}, nil
+	h1 := &h1Client{dialer: dialer, tls: tlsConf, handshake: opts.ConnectTimeout, firstByte: opts.FirstByteTimeout,
+		maxIdle: opts.MaxIdleConns, idleTimeout: 90 * time.Second, idle: map[string][]*h1Conn{}}
+	return &HTTPClient{transport: t, h1: h1, idle: opts.IdleStreamTimeout, propagate: opts.Propagate}, nil
 }
 
 func buildTLS(o *TLSOptions) (*tls.Config, error) {
@@ -125,7 +127,10 @@ func buildTLS(o *TLSOptions) (*tls.Config, error) {
 }
 
 // Close drops the client's idle connections.
-func (c *HTTPClient) Close() { c.transport.CloseIdleConnections() }
+func (c *HTTPClient) Close() {
+	c.transport.CloseIdleConnections()
+	c.h1.closeIdle(false)
+}
 
 // Get fetches path from the endpoint and returns the whole body (at most limit bytes).
 func (c *HTTPClient) Get(ctx context.Context, ep *Endpoint, path string, limit int64) (int, []byte, error) {
@@ -143,41 +148,31 @@ func (c *HTTPClient) Get(ctx context.Context, ep *Endpoint, path string, limit i
 }
 
 // Post sends body to path on the endpoint with header and returns the response once its
-// headers arrive. The body is the slices of body one after another; those of a large body are
-// sent without joining them (a body with a field edited is the original's bytes around the new
-// ones), those of a small one joined (see joinBelow). The response body
-// enforces the idle stream timeout and must be closed. Errors wrap ErrConnect (safe to retry
-// elsewhere), ErrFirstByteTimeout, or the context's.
+// headers arrive. The body is the slices of body one after another, written (on a cleartext
+// connection in one writev with the request's head) before Post returns and not referenced
+// after, so the caller may reuse their memory at once. The response body enforces the idle
+// stream timeout and must be closed. Errors wrap ErrConnect (safe to retry elsewhere),
+// ErrFirstByteTimeout, or the context's.
 func (c *HTTPClient) Post(ctx context.Context, ep *Endpoint, path string, header http.Header, body ...[]byte) (*http.Response, error) {
-	if len(body) == 1 {
-		return c.Send(ctx, ep, http.MethodPost, path, header, bytes.NewReader(body[0]), int64(len(body[0])))
+	if !h1Eligible(ep) {
+		joined := bytes.Join(body, nil) // the transport may read it after returning
+		return c.Send(ctx, ep, http.MethodPost, path, header, bytes.NewReader(joined), int64(len(joined)))
 	}
-	size := 0
-	for _, b := range body {
-		size += len(b)
+	ctx, cancel := context.WithCancelCause(ctx)
+	if c.propagate != nil {
+		if header == nil {
+			header = http.Header{}
+		}
+		c.propagate(ctx, header)
 	}
-	if size <= joinBelow {
-		joined := bytes.Join(body, nil)
-		return c.Send(ctx, ep, http.MethodPost, path, header, bytes.NewReader(joined), int64(size))
+	resp, err := c.h1.do(ctx, ep, http.MethodPost, path, header, body)
+	if err != nil {
+		err = classify(ctx, err)
+		cancel(nil)
+		return nil, err
 	}
-	return c.PostBody(ctx, ep, path, header, int64(size), func() io.ReadCloser {
-		bufs := net.Buffers(slices.Clone(body))
-		return io.NopCloser(&bufs)
-	})
-}
-
-// joinBelow is the body size up to which Post joins the slices of a body into one: net/http
-// writes the headers of a request whose body is not a bytes.Reader (or another reader it
-// knows to be in memory) on their own, a write more, and a write costs more than copying a
-// few KiB.
-const joinBelow = 32 << 10
-
-// PostBody is Post for a body of size bytes that open makes a reader of: once for the request,
-// and again whenever the transport resends it on another connection (a kept-alive one found
-// closed). The transport closes each reader when it is done with it, which may be after the
-// response has arrived; a caller that reuses the body's memory waits for that.
-func (c *HTTPClient) PostBody(ctx context.Context, ep *Endpoint, path string, header http.Header, size int64, open func() io.ReadCloser) (*http.Response, error) {
-	return c.send(ctx, ep, http.MethodPost, path, header, open(), size, func() (io.ReadCloser, error) { return open(), nil })
+	resp.Body = newIdleBody(resp.Body, c.idle, cancel, ctx)
+	return resp, nil
 }
 
 // classify sorts a RoundTrip error into the package's sentinels.

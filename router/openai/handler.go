@@ -262,12 +262,9 @@ func (h *Handler) serve(x *exchange, r *http.Request, id string) error {
 		pin = h.pinPrevious(p.previous)
 	}
 	return h.admitAndServe(x, r, &req, &u, pin, func(ctx context.Context, t router.Target) (*http.Response, error) {
+		// Post is done with the body when it returns: a held buffer goes back when serve does.
 		parts := p.forTarget(req.Body, req.Model, t, u.askUsage)
-		if held == nil {
-			return t.Pool.Client.Post(ctx, t.Endpoint, r.URL.Path, upstreamHeader(r, req.ID), parts...)
-		}
-		return t.Pool.Client.PostBody(ctx, t.Endpoint, r.URL.Path, upstreamHeader(r, req.ID), partsLen(parts),
-			func() io.ReadCloser { return held.reader(parts) })
+		return t.Pool.Client.Post(ctx, t.Endpoint, r.URL.Path, upstreamHeader(r, req.ID), parts...)
 	})
 }
 
