@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -43,8 +44,16 @@ type relayed struct {
 // each event as it arrives, with its index (0 for the first), and may drop it by returning
 // false.
 func relaySSE(dst sseWriter, src io.Reader, onEvent func(i int, ev []byte) bool) (r relayed, err error) {
-	br := bufio.NewReaderSize(src, 32<<10)
-	var ev []byte
+	rb := relayBuffers.Get().(*relayBuffer)
+	rb.br.Reset(src)
+	br, ev := rb.br, rb.ev[:0]
+	defer func() {
+		rb.br.Reset(nil)
+		if cap(ev) <= 64<<10 { // an outsized event's buffer is left to the collector
+			rb.ev = ev[:0]
+		}
+		relayBuffers.Put(rb)
+	}()
 	for {
 		line, rerr := br.ReadSlice('\n')
 		if len(ev)+len(line) > maxEventBytes {
@@ -88,6 +97,17 @@ func relaySSE(dst sseWriter, src io.Reader, onEvent func(i int, ev []byte) bool)
 		}
 	}
 }
+
+// relayBuffer is a relay's read buffer and its event buffer, reused across streams: a 32 KiB
+// buffer per stream would otherwise be most of what a streamed request allocates.
+type relayBuffer struct {
+	br *bufio.Reader
+	ev []byte
+}
+
+var relayBuffers = sync.Pool{New: func() any {
+	return &relayBuffer{br: bufio.NewReaderSize(nil, 32<<10), ev: make([]byte, 0, 1024)}
+}}
 
 // eventWaiting reports whether br holds a whole event (up to a blank line) not yet read.
 func eventWaiting(br *bufio.Reader) bool {
