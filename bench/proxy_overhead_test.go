@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +19,9 @@ import (
 	"testing"
 	"text/tabwriter"
 	"time"
+
+	"github.com/switchyard-ai/switchyard/internal/app"
+	"github.com/switchyard-ai/switchyard/internal/config"
 )
 
 // startZeroFleet serves zeroLatency on n loopback ports with real http.Servers.
@@ -214,7 +218,7 @@ func interleave(paths []path, rounds, conc int, run func(p path, s *sample, clie
 // authentication, rate limits and the scoring picker on. It prints requests/s, p50/p99 and
 // CPU per request for non-streaming and streaming chat; p50/p99 at a fixed 1,000 requests/s
 // with the latency each proxy adds; and the time to first byte of streams with prompts from
-// 1 KB to 256 KB. CPU per request is this process's CPU (client, servers and Switchyard) plus
+// 1 KB to 256 KB, 8 at a time, and of 220 KB prompts 150 at a time. CPU per request is this process's CPU (client, servers and Switchyard) plus
 // nginx's (master and workers), so differences between rows are each proxy's cost.
 //
 // Every measurement is taken in rounds, the paths taking turns (see interleave); the closed
@@ -231,6 +235,21 @@ func BenchmarkProxyOverhead(b *testing.B) {
 	defer stopNginx()
 	sy := startOverheadRouter(b, strings.Join(urls, ","), true)
 	defer sy.Shutdown(context.Background())
+	// As serve does at startup: the process runs with Switchyard's runtime settings, which
+	// the client and the fleet in this process share with every path alike.
+	prevGC := debug.SetGCPercent(-1)
+	debug.SetGCPercent(prevGC)
+	defer debug.SetGCPercent(prevGC)
+	defaults, err := config.Decode([]byte("models: [{name: m, pool: p}]\npools: [{name: p, endpoints: [" + urls[0] + "]}]\n"))
+	if err == nil {
+		err = defaults.Finish(nil)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	if gc, _ := app.TuneRuntime(defaults.Server); gc > 0 {
+		fmt.Printf("garbage collector target GOGC=%d (server.gc_percent's default, as serve sets it)\n", gc)
+	}
 	paths := []path{{"direct", urls, ""}, {"nginx least_conn", []string{nginx}, ""}, {"switchyard (auth, limits, picking)", []string{"http://" + sy.Addr()}, benchKey}}
 	dur := 3 * time.Second
 	if testing.Short() {
@@ -277,17 +296,30 @@ func BenchmarkProxyOverhead(b *testing.B) {
 		b.ReportMetric(float64(ss[2].quantile(0.99)-base99)/1e6, "added-p99-ms@1krps")
 		out.Flush()
 
-		fmt.Fprintln(out, "\nprompt\tpath\tmedian TTFT c=8\tadded\terrors\t")
-		for _, size := range []int{1 << 10, 16 << 10, 64 << 10, 256 << 10} {
-			msg := strings.Repeat("The quick brown fox jumps over the lazy dog. ", size/45)
+		// The last row is the load at which the endpoint pickers in this field are reported to
+		// add over a second: 220 KB prompts, 150 at a time.
+		fmt.Fprintln(out, "\nprompt\tconcurrency\tpath\tmedian TTFT\tadded\terrors\t")
+		added := map[int][]time.Duration{} // by path: added TTFT at 1 KB and at 256 KB, c=8
+		for _, load := range []struct{ size, conc int }{{1 << 10, 8}, {16 << 10, 8}, {64 << 10, 8}, {256 << 10, 8}, {220 << 10, 150}} {
+			msg := strings.Repeat("The quick brown fox jumps over the lazy dog. ", load.size/45)
 			body := `{"model":"m","stream":true,"messages":[{"role":"user","content":"` + msg + `"}]}`
-			ss := interleave(paths, rounds/2, 8, func(p path, s *sample, c *http.Client) { p.closedLoop(s, c, body, 8, dur/rounds, true) })
+			ss := interleave(paths, rounds/2, load.conc, func(p path, s *sample, c *http.Client) {
+				p.closedLoop(s, c, body, load.conc, dur/rounds, true)
+			})
 			base := ss[0].quantile(0.5)
 			for i, p := range paths {
 				ttft := ss[i].quantile(0.5)
-				fmt.Fprintf(out, "%d KB\t%s\t%v\t%v\t%d\t\n", size>>10, p.name, ttft.Round(time.Microsecond), (ttft - base).Round(time.Microsecond), ss[i].errs)
+				if load.conc == 8 && (load.size == 1<<10 || load.size == 256<<10) {
+					added[i] = append(added[i], ttft-base)
+				}
+				fmt.Fprintf(out, "%d KB\t%d\t%s\t%v\t%v\t%d\t\n", load.size>>10, load.conc, p.name, ttft.Round(time.Microsecond), (ttft - base).Round(time.Microsecond), ss[i].errs)
 			}
 		}
 		out.Flush()
+		for _, i := range []int{1, 2} {
+			fmt.Printf("added TTFT from 1 KB to 256 KB prompts, %s: %v to %v (%+v)\n", paths[i].name,
+				added[i][0].Round(time.Microsecond), added[i][1].Round(time.Microsecond), (added[i][1] - added[i][0]).Round(time.Microsecond))
+		}
+		b.ReportMetric(float64(added[2][1]-added[2][0])/1e6, "added-ttft-growth-ms-1KB-256KB")
 	}
 }

@@ -192,6 +192,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	TuneRuntime(cfg.Server)
 	opts := []StartOption{WithLogOutput(stderr)}
 	if f.configFile != "" {
 		opts = append(opts, WithConfigFile(f.configFile, f.load))

@@ -76,6 +76,12 @@ type Server struct {
 	// TLS serves the data plane over TLS (HTTP/2 by ALPN), optionally verifying client
 	// certificates. Default: cleartext HTTP/1.1 and h2c.
 	TLS *ServerTLS `yaml:"tls,omitempty"`
+	// GCPercent is the Go garbage collector's target, as GOGC: the heap may grow this many
+	// percent over the live data before the next collection. A router's live heap is small
+	// and its garbage is per request, so a higher target buys CPU with little memory; unless
+	// GOMEMLIMIT is set, the heap is also held under 90% of the container's memory limit.
+	// GOGC in the environment takes precedence. Default 400.
+	GCPercent int `yaml:"gc_percent"`
 }
 
 // ServerTLS configures TLS on the data-plane listener.

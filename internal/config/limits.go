@@ -28,6 +28,9 @@ func (s *Server) setLimitDefaults() {
 	if s.MaxConcurrentStreams == 0 {
 		s.MaxConcurrentStreams = 250
 	}
+	if s.GCPercent == 0 {
+		s.GCPercent = 400
+	}
 }
 
 // validateLimits reports limits that are negative or too large to mean anything.
@@ -43,6 +46,9 @@ func (s *Server) validateLimits(add func(msg string, path ...any)) {
 		if l.v < 0 {
 			add("must be positive", "server", l.key)
 		}
+	}
+	if s.GCPercent < 25 || s.GCPercent > 10000 {
+		add("must be between 25 and 10000", "server", "gc_percent")
 	}
 	if s.MaxJSONDepth > 10000 {
 		add("must be at most 10000", "server", "max_json_depth")
