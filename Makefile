@@ -53,7 +53,8 @@ FUZZ_TARGETS := \
 	./router/kserve/:FuzzDecodeInferResponse \
 	./internal/config/:FuzzParse \
 	./policy/:FuzzVerify \
-	./backends/:FuzzParseMetrics
+	./backends/:FuzzParseMetrics \
+	./backends/:FuzzReadResponse
 
 fuzz: ## run each fuzz target for FUZZTIME
 	@for n in $$(grep -rhoE --include='*_test.go' '^func Fuzz[A-Za-z0-9_]+' . | sed 's/^func //'); do \

@@ -274,20 +274,28 @@ func (c *h1Client) roundTrip(ctx context.Context, pc *h1Conn, reused bool, metho
 		}
 	}
 	pc.clearDeadline()
+	if err := c.frame(pc, stop, method, resp); err != nil {
+		return fail(err, false)
+	}
+	return resp, nil
+}
+
+// frame sets resp.Body to a reader of the body as the response frames it (RFC 9112 §6.3).
+func (c *h1Client) frame(pc *h1Conn, stop func() bool, method string, resp *http.Response) error {
 	b := &h1Body{c: c, pc: pc, stop: stop, remaining: -1, reuse: true}
 	switch {
 	case method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified:
 		b.remaining = 0
 		resp.ContentLength = 0
 	case resp.Header.Get("Transfer-Encoding") != "":
-		// RFC 9112 §6.1: chunked last means chunked; anything else reads to the close.
-		te := strings.ToLower(resp.Header.Get("Transfer-Encoding"))
-		if strings.HasSuffix(strings.TrimSpace(te), "chunked") && len(resp.Header["Transfer-Encoding"]) == 1 {
-			b.chunked = httputil.NewChunkedReader(pc.br)
-			resp.TransferEncoding = []string{"chunked"}
-		} else {
-			b.reuse = false
+		// Model servers chunk streams and code nothing else; as net/http, other transfer
+		// codings are refused rather than passed on undecoded.
+		te := resp.Header["Transfer-Encoding"]
+		if len(te) != 1 || !strings.EqualFold(strings.TrimSpace(te[0]), "chunked") {
+			return fmt.Errorf("backends: unsupported Transfer-Encoding %q", te)
 		}
+		b.chunked = httputil.NewChunkedReader(pc.br)
+		resp.TransferEncoding = []string{"chunked"}
 		resp.Header.Del("Transfer-Encoding")
 		resp.Header.Del("Content-Length")
 		resp.ContentLength = -1
@@ -300,7 +308,7 @@ func (c *h1Client) roundTrip(ctx context.Context, pc *h1Conn, reused bool, metho
 			}
 		}
 		if err != nil || n < 0 {
-			return fail(fmt.Errorf("backends: bad Content-Length %q: %v", cl, err), false)
+			return fmt.Errorf("backends: bad Content-Length %q: %v", cl, err)
 		}
 		b.remaining = n
 		resp.ContentLength = n
@@ -315,7 +323,7 @@ func (c *h1Client) roundTrip(ctx context.Context, pc *h1Conn, reused bool, metho
 	if b.remaining == 0 {
 		b.finish()
 	}
-	return resp, nil
+	return nil
 }
 
 // writeRequest writes head and body on conn: in one writev on a TCP connection, joined into

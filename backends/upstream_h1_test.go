@@ -164,6 +164,7 @@ func TestPostBadResponses(t *testing.T) {
 		{"not HTTP", "SSH-2.0-OpenSSH\r\n\r\n", backends.ErrConnect},
 		{"folded header", "HTTP/1.1 200 OK\r\nA: 1\r\n  2\r\n\r\n", backends.ErrConnect},
 		{"bad header name", "HTTP/1.1 200 OK\r\nA B: 1\r\n\r\n", backends.ErrConnect},
+		{"unsupported transfer coding", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", backends.ErrConnect},
 		{"conflicting lengths", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok", backends.ErrConnect},
 		{"endless header", "HTTP/1.1 200 OK\r\n" + strings.Repeat("X-A: "+strings.Repeat("a", 1000)+"\r\n", 300), backends.ErrConnect},
 		{"closed before answering", "", backends.ErrConnect},
