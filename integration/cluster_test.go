@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -598,6 +599,71 @@ func TestServeEtcdFlag(t *testing.T) {
 	for _, d := range dones {
 		if err := <-d; err != nil {
 			t.Errorf("serve exit: %v", err)
+		}
+	}
+}
+
+// TestClusterOverMutualTLS runs etcd serving TLS that requires client certificates: a replica
+// configured with cluster.etcd.tls (CA, certificate and key files) shares state through it,
+// and one without a client certificate, or trusting another CA, fails to start.
+func TestClusterOverMutualTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca, other := newTestCA(t, "etcd ca"), newTestCA(t, "another ca")
+	serverCert, serverKey := ca.issue(t, "etcd", "", true)
+	clientCert, clientKey := ca.issue(t, "router", "router", false)
+	file := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	caFile, otherFile := file("ca.pem", ca.pem), file("other.pem", other.pem)
+	certFile, keyFile := file("router.pem", clientCert), file("router-key.pem", clientKey)
+	ec, err := etcdembed.StartTLS(filepath.Join(dir, "etcd"), 1, etcdembed.ClientTLS{CertFile: file("etcd.pem", serverCert),
+		KeyFile: file("etcd-key.pem", serverKey), TrustedCAFile: caFile, ClientCertAuth: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ec.Close)
+	sims := clusterFleet(t, 1)
+	yamlFor := func(tls string) string {
+		return "cluster:\n  etcd:\n    endpoints: [" + ec.Endpoints() + "]\n    dial_timeout: 2s\n    tls: " + tls + "\n" +
+			"pools:\n  - name: p\n    endpoints: [" + sims[0].URL + "]\nmodels:\n  - name: m\n    pool: p\n"
+	}
+	start := func(tls string) (*app.Server, error) {
+		cfg, err := config.Decode([]byte(yamlFor(tls)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Listen, cfg.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
+		if err := cfg.Finish([]byte(yamlFor(tls))); err != nil {
+			t.Fatal(err)
+		}
+		return app.Start(context.Background(), cfg, app.WithLogOutput(testLogs()))
+	}
+
+	var admins []string
+	for range 2 {
+		s, err := start("{ca_file: " + caFile + ", cert_file: " + certFile + ", key_file: " + keyFile + "}")
+		if err != nil {
+			t.Fatalf("with a client certificate: %v", err)
+		}
+		t.Cleanup(func() { s.Shutdown(context.Background()) })
+		admins = append(admins, s.AdminAddr())
+	}
+	for _, a := range admins {
+		eventually(t, "two members sharing state over TLS", func() bool {
+			_, body := httpGet(t, "http://"+a+"/readyz")
+			return strings.Contains(body, "cluster: shared, 2 members")
+		})
+	}
+	for _, tls := range []string{"{ca_file: " + caFile + "}", "{ca_file: " + otherFile + ", cert_file: " + certFile + ", key_file: " + keyFile + "}"} {
+		if s, err := start(tls); err == nil {
+			s.Shutdown(context.Background())
+			t.Errorf("started with tls %s", tls)
+		} else {
+			t.Logf("tls %s: %v", tls, err)
 		}
 	}
 }

@@ -16,6 +16,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// serve, run in process by some tests, sets the garbage collector's target unless GOGC is
+	// set; the memory checks here are calibrated at Go's default.
+	os.Setenv("GOGC", "100")
 	goleak.VerifyTestMain(m,
 		// Idle keep-alive connections of clients that tests do not own close on their own.
 		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),

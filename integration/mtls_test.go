@@ -48,14 +48,15 @@ func newTestCA(t *testing.T, name string) *testCA {
 	return &testCA{cert: cert, key: key, pool: pool, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 }
 
-// issue returns a certificate and key as PEM, for a server (IP SAN 127.0.0.1) or a client
-// (DNS SAN san).
+// issue returns a certificate and key as PEM, for a server (IP SAN 127.0.0.1; usable as a
+// client certificate too, as etcd's own gateway needs) or a client (DNS SAN san).
 func (ca *testCA) issue(t *testing.T, cn, san string, server bool) (certPEM, keyPEM []byte) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
 	if server {
-		tmpl.IPAddresses, tmpl.ExtKeyUsage = []net.IP{net.ParseIP("127.0.0.1")}, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 	} else {
 		tmpl.DNSNames, tmpl.ExtKeyUsage = []string{san}, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	}

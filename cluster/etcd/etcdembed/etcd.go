@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
@@ -19,7 +20,16 @@ import (
 type Cluster struct {
 	mu      sync.Mutex
 	dir     string
+	tls     *ClientTLS
 	members []*member
+}
+
+// ClientTLS serves the members' client URLs over TLS from these PEM files. With
+// ClientCertAuth, clients must present a certificate signed by TrustedCAFile; the server
+// certificate then needs the client-auth usage too, for the member's own gateway.
+type ClientTLS struct {
+	CertFile, KeyFile, TrustedCAFile string
+	ClientCertAuth                   bool
 }
 
 type member struct {
@@ -33,11 +43,16 @@ type member struct {
 
 // Start runs n members (1 or 3 are usual) with their data under dir and waits until they
 // are ready. Close stops them.
-func Start(dir string, n int) (*Cluster, error) {
+func Start(dir string, n int) (*Cluster, error) { return start(dir, n, nil) }
+
+// StartTLS is Start with the members' client URLs served over TLS.
+func StartTLS(dir string, n int, tls ClientTLS) (*Cluster, error) { return start(dir, n, &tls) }
+
+func start(dir string, n int, tls *ClientTLS) (*Cluster, error) {
 	if n < 1 {
 		return nil, errors.New("etcdembed: need at least one member")
 	}
-	c := &Cluster{dir: dir}
+	c := &Cluster{dir: dir, tls: tls}
 	var initial []string
 	for i := range n {
 		cl, err := freeURL()
@@ -47,6 +62,9 @@ func Start(dir string, n int) (*Cluster, error) {
 		pe, err := freeURL()
 		if err != nil {
 			return nil, err
+		}
+		if tls != nil {
+			cl.Scheme = "https"
 		}
 		m := &member{name: fmt.Sprintf("m%d", i), client: cl, peer: pe}
 		c.members = append(c.members, m)
@@ -91,6 +109,10 @@ func (c *Cluster) startMember(m *member, fresh bool) error {
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{m.peer}, []url.URL{m.peer}
 	cfg.InitialCluster = m.cfgCluster
 	cfg.InitialClusterToken = "switchyard-test"
+	if t := c.tls; t != nil {
+		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: t.CertFile, KeyFile: t.KeyFile, TrustedCAFile: t.TrustedCAFile,
+			ClientCertAuth: t.ClientCertAuth}
+	}
 	cfg.AutoCompactionMode, cfg.AutoCompactionRetention = "periodic", "5m"
 	if !fresh {
 		cfg.ClusterState = embed.ClusterStateFlagExisting
