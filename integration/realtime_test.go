@@ -96,7 +96,7 @@ func TestRealtimeEchoAndCloseCodes(t *testing.T) {
 	}{
 		{websocket.MessageText, []byte(`{"type":"input_audio_buffer.append","audio":"AAAA"}`)},
 		{websocket.MessageBinary, big},
-		{websocket.MessageText, []byte(`{"type":"response.create"}`)},
+		{websocket.MessageText, []byte(`{"type":"conversation.item.create","item":{"type":"message"}}`)},
 	} {
 		if err := c.Write(ctx, m.typ, m.data); err != nil {
 			t.Fatal(err)
@@ -238,4 +238,84 @@ func TestRealtimeTimeouts(t *testing.T) {
 			t.Fatalf("session ended with %v", err)
 		}
 	})
+}
+
+// TestRealtimeTokensMetered runs a Realtime session under a token limit of 100 a minute: the
+// usage each response.done reports is charged as it arrives, the response that spends the
+// budget is still delivered, then both sides are closed with 1008; the next handshake gets
+// 429; and the tokens show in the GenAI token series.
+func TestRealtimeTokensMetered(t *testing.T) {
+	sims := simFleet(t, 1)
+	srv, base := startRouter(t, simPoolYAML("", sims...)+`auth:
+  api_keys: [{name: m, sha256: `+policy.HashKey("sk-metered")+`, tenant: metered}]
+limits:
+  rules:
+    - {name: metered-tpm, tokens: 100, window: 1m, match: {tenant: metered}}
+`)
+	ws := "ws" + strings.TrimPrefix(base, "http")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, _, err := dialRealtime(ctx, t, ws, "m", "sk-metered")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Read(ctx); err != nil { // session.created
+		t.Fatal(err)
+	}
+	var responses, input, output, before int64 // before: tokens used before the last response
+	var closeErr websocket.CloseError
+	for responses < 10 {
+		if err := c.Write(ctx, websocket.MessageText, []byte(`{"type":"response.create","response":{"max_output_tokens":20}}`)); err != nil {
+			t.Fatalf("after %d responses: %v", responses, err)
+		}
+		var done bool
+		for !done {
+			_, msg, err := c.Read(ctx)
+			if errors.As(err, &closeErr) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ev struct {
+				Type     string `json:"type"`
+				Response struct {
+					Usage struct {
+						InputTokens  int64 `json:"input_tokens"`
+						OutputTokens int64 `json:"output_tokens"`
+					} `json:"usage"`
+				} `json:"response"`
+			}
+			json.Unmarshal(msg, &ev)
+			if done = ev.Type == "response.done"; done {
+				responses++
+				before = input + output
+				input, output = input+ev.Response.Usage.InputTokens, output+ev.Response.Usage.OutputTokens
+			}
+		}
+		if closeErr.Code != 0 {
+			break
+		}
+	}
+	t.Logf("%d responses used %d input and %d output tokens; closed with %d %q", responses, input, output, closeErr.Code, closeErr.Reason)
+	if closeErr.Code != websocket.StatusPolicyViolation || closeErr.Reason != "token rate limit reached" {
+		t.Fatalf("session ended with %v, want 1008 token rate limit reached", closeErr)
+	}
+	if before >= 100 || input+output < 100 {
+		t.Errorf("closed after %d tokens in %d responses: not at the response that spent the budget of 100", input+output, responses)
+	}
+	eventually(t, "the model server to see the 1008", func() bool { _, code := sims[0].sim.RealtimeStats(); return code == 1008 })
+	_, resp, err := dialRealtime(ctx, t, ws, "m", "sk-metered")
+	if err == nil {
+		t.Fatal("a session was admitted with the token budget spent")
+	}
+	openAIError(t, resp, 429, "rate_limit_exceeded")
+	_, m := httpGet(t, "http://"+srv.AdminAddr()+"/metrics")
+	labels := []string{`gen_ai_operation_name="realtime"`, `tenant="metered"`}
+	if got := metricValue(t, m, "gen_ai_client_token_usage_sum", append(labels, `gen_ai_token_type="input"`)...); got != float64(input) {
+		t.Errorf("input tokens in metrics %v, want %d", got, input)
+	}
+	if got := metricValue(t, m, "gen_ai_client_token_usage_sum", append(labels, `gen_ai_token_type="output"`)...); got != float64(output) {
+		t.Errorf("output tokens in metrics %v, want %d", got, output)
+	}
 }

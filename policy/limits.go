@@ -384,6 +384,43 @@ func (r *Reservation) Settle(actualTokens int64) {
 	}
 }
 
+// Charge adds tokens that a long-lived request (a Realtime session) has used so far to its
+// token limits, in the windows current now, and reports whether every one of them still has
+// room there; false means the caller's budget is spent and the session should end. It may be
+// called any number of times, before or after Settle, and does nothing on a nil Reservation
+// or for tokens ≤ 0 but report.
+func (r *Reservation) Charge(tokens int64) bool {
+	if r == nil {
+		return true
+	}
+	now := r.now()
+	var charges []cluster.Charge
+	for i, c := range r.limits {
+		if c.Kind == LimitTokens {
+			ch := r.charges[i]
+			ch.WindowStart, ch.Amount = now.Truncate(c.Window), max(tokens, 0)
+			charges = append(charges, ch)
+		}
+	}
+	if len(charges) == 0 {
+		return true
+	}
+	if tokens > 0 {
+		r.counters.Add(now, charges)
+	}
+	// A charge of nothing reads the counters without changing them.
+	for i := range charges {
+		charges[i].Amount = 0
+	}
+	ok, values := r.counters.TryAdd(now, charges)
+	for i, v := range values {
+		if v >= charges[i].Max {
+			ok = false
+		}
+	}
+	return ok
+}
+
 // Status is the quota left after the reservation, for x-ratelimit-* headers: the tightest
 // request limit and the tightest token limit that matched, as of admission. It is the zero
 // Quota on a nil Reservation.

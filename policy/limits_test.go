@@ -286,6 +286,44 @@ func TestSettleChargesTheReservedWindow(t *testing.T) {
 	}
 }
 
+// TestCharge meters a long-lived session: each Charge adds to the token limits' current
+// windows, says whether room is left, and a later window starts afresh.
+func TestCharge(t *testing.T) {
+	clk := newClock(noon.Add(10 * time.Second))
+	l := policy.NewLimiter(memory.NewCounters(), []policy.Limit{rpm("rpm", 10), tpm("tpm", 100)}, policy.WithClock(clk.Now))
+	r := mustReserve(t, l, acme, 1)
+	r.Settle(0) // the session holds no tokens up front
+	for i, tt := range []struct {
+		tokens int64
+		room   bool
+		left   int64
+	}{{40, true, 60}, {0, true, 60}, {-5, true, 60}, {59, true, 1}, {1, false, 0}, {30, false, 0}} {
+		if room := r.Charge(tt.tokens); room != tt.room {
+			t.Errorf("charge %d (%d): room %v; want %v", i, tt.tokens, room, tt.room)
+		}
+		if got := tokensLeft(t, l, acme); got != tt.left {
+			t.Errorf("charge %d (%d): remaining %d; want %d", i, tt.tokens, got, tt.left)
+		}
+	}
+	mustDeny(t, l, acme, 1)
+	// Usage after the window rolls over counts in the new window only.
+	clk.Set(noon.Add(time.Minute + time.Second))
+	if !r.Charge(25) {
+		t.Error("no room in a fresh window after 25 tokens")
+	}
+	if got := tokensLeft(t, l, acme); got != 75 {
+		t.Errorf("new window remaining %d; want 75", got)
+	}
+	// Request limits are not charged by it.
+	for range 9 {
+		mustReserve(t, l, acme, 0)
+	}
+	var none *policy.Reservation
+	if !none.Charge(10) {
+		t.Error("a nil reservation reported no room")
+	}
+}
+
 func TestSettleNoChange(t *testing.T) {
 	rec := &recorder{Counters: memory.NewCounters()}
 	clk := newClock(noon)

@@ -54,6 +54,15 @@ func (a *Admission) Settle(tokens int64) {
 	}
 }
 
+// Charge adds tokens a long-lived request has used to its token limits, in their current
+// windows, and reports whether they all still have room. Safe on nil.
+func (a *Admission) Charge(tokens int64) bool {
+	if a == nil || a.reservation == nil {
+		return true
+	}
+	return a.reservation.Charge(tokens)
+}
+
 // Quota is the caller's remaining quota after this request, for rate-limit headers.
 func (a *Admission) Quota() policy.Quota {
 	if a == nil || a.reservation == nil {
@@ -126,6 +135,8 @@ func (r *Router) Admit(ctx context.Context, req *Request, creds policy.Credentia
 		tokens = int64(req.PromptTokens + out)
 	case OpEmbedding:
 		tokens = int64(req.PromptTokens)
+	case OpRealtime:
+		tokens = 1 // room in the token limits; the session's usage is charged as it happens
 	}
 	res, err := g.limits.Reserve(policy.Subject{Tenant: id.Tenant, Model: route.TargetModel, Route: route.Model}, tokens)
 	if err != nil {

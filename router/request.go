@@ -21,6 +21,9 @@ const (
 	OpEmbedding  Operation = "embedding"
 	OpInfer      Operation = "infer"    // KServe v2 ModelInfer / ModelStreamInfer
 	OpMetadata   Operation = "metadata" // KServe v2 ModelMetadata / ModelReady
+	// OpRealtime is a long-lived session (OpenAI Realtime): it is admitted while its token
+	// limits have room and charged the tokens it uses as its responses report them.
+	OpRealtime Operation = "realtime"
 )
 
 // Request is one inference request as the core sees it: classified once by a front door,

@@ -85,7 +85,11 @@
 // GET /v1/realtime?model=… is a WebSocket echo: a session.created event, then
 // every message back as it came, frame by frame; the text message
 // {"type":"sim.close","code":N,"reason":"…"} makes the server close with
-// code N. RealtimeStats reports sessions accepted and the close code the last
+// code N, and response.create is answered as a Realtime server does, with
+// response.created, a response.output_text.delta per output token
+// (response.max_output_tokens, default 16) and response.done carrying the
+// usage: input tokens a quarter of the bytes of the session's text events so
+// far, output tokens as many as sent. RealtimeStats reports sessions accepted and the close code the last
 // client sent.
 //
 // POST /v1/audio/transcriptions and /v1/audio/translations read their

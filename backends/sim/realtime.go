@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,6 +50,7 @@ func (s *Server) handleRealtime(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	buf := make([]byte, 32<<10)
+	var heard int64 // bytes of the session's text events so far, its conversation
 	for {
 		typ, rd, err := c.Reader(ctx)
 		if err != nil {
@@ -65,13 +67,24 @@ func (s *Server) handleRealtime(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			var cmd struct {
-				Type   string `json:"type"`
-				Code   int    `json:"code"`
-				Reason string `json:"reason"`
+				Type     string `json:"type"`
+				Code     int    `json:"code"`
+				Reason   string `json:"reason"`
+				Response struct {
+					MaxOutputTokens int `json:"max_output_tokens"`
+				} `json:"response"`
 			}
-			if json.Unmarshal(b, &cmd) == nil && cmd.Type == "sim.close" {
+			ok := json.Unmarshal(b, &cmd) == nil
+			if ok && cmd.Type == "sim.close" {
 				c.Close(websocket.StatusCode(cmd.Code), cmd.Reason)
 				return
+			}
+			heard += int64(len(b))
+			if ok && cmd.Type == "response.create" {
+				if err := s.realtimeResponse(ctx, c, heard, cmd.Response.MaxOutputTokens); err != nil {
+					return
+				}
+				continue
 			}
 			if err := c.Write(ctx, typ, b); err != nil {
 				return
@@ -89,6 +102,31 @@ func (s *Server) handleRealtime(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// realtimeResponse answers response.create as a Realtime server does: response.created, a
+// text delta per output token, then response.done with the usage, the input being the
+// session's conversation so far (a token per 4 bytes of its text events) and the output
+// maxOutput tokens (default 16).
+func (s *Server) realtimeResponse(ctx context.Context, c *websocket.Conn, heard int64, maxOutput int) error {
+	if maxOutput <= 0 {
+		maxOutput = 16
+	}
+	id := fmt.Sprintf("resp_%016x", s.ids.Add(1))
+	if err := c.Write(ctx, websocket.MessageText, marshal(map[string]any{"type": "response.created",
+		"response": map[string]any{"id": id, "object": "realtime.response", "status": "in_progress"}})); err != nil {
+		return err
+	}
+	for i := range maxOutput {
+		if err := c.Write(ctx, websocket.MessageText, marshal(map[string]any{"type": "response.output_text.delta",
+			"response_id": id, "delta": s.words[i%len(s.words)] + " "})); err != nil {
+			return err
+		}
+	}
+	input := heard/4 + 1
+	return c.Write(ctx, websocket.MessageText, marshal(map[string]any{"type": "response.done",
+		"response": map[string]any{"id": id, "object": "realtime.response", "status": "completed",
+			"usage": map[string]any{"total_tokens": input + int64(maxOutput), "input_tokens": input, "output_tokens": maxOutput}}}))
 }
 
 // websocketProtocols lists the subprotocols a WebSocket handshake offers.

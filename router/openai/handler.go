@@ -95,7 +95,7 @@ func NewHandler(rt *router.Router, opts ...Option) *Handler {
 // request and no tokens up front; whatever usage their answers report is settled afterwards.
 const (
 	opAudio       router.Operation = "audio"       // speech, transcription, translation
-	opRealtime    router.Operation = "realtime"    // a Realtime WebSocket session
+	opRealtime    router.Operation = router.OpRealtime // a Realtime WebSocket session
 	opStored      router.Operation = "stored"      // reading or deleting a stored response
 	opPassthrough router.Operation = "passthrough" // a configured server-specific path
 )

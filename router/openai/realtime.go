@@ -1,7 +1,9 @@
 package openai
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -67,7 +69,24 @@ func (h *Handler) serveRealtime(x *exchange, r *http.Request, id string) error {
 	if err != nil {
 		return err
 	}
-	defer adm.Settle(0) // a session is charged as a request; its tokens are not metered
+	x.op = req.Operation
+	if adm.Identity != nil {
+		x.tenant = adm.Identity.Tenant
+	}
+	// The handshake reserved a token, to be admitted only with room in the token limits;
+	// the session's usage is charged as each response.done reports it.
+	defer adm.Settle(0)
+	meter := func(msg []byte) *closing {
+		in, out, ok := realtimeUsage(msg)
+		if !ok {
+			return nil
+		}
+		x.input, x.output = x.input+in, x.output+out
+		if adm.Charge(in + out) {
+			return nil
+		}
+		return &closing{websocket.StatusPolicyViolation, "token rate limit reached"}
+	}
 	return h.rt.Serve(r.Context(), &req, func(ctx context.Context, t router.Target) error {
 		x.endpoint = t.Endpoint.Name
 		x.attempts++
@@ -92,7 +111,8 @@ func (h *Handler) serveRealtime(x *exchange, r *http.Request, id string) error {
 			return &router.Error{Code: router.CodeInvalidArgument, Reason: "invalid_request", Message: "WebSocket handshake failed", Err: err}
 		}
 		defer down.CloseNow()
-		h.relayRealtime(ctx, down, up, h.maxBody)
+		x.target = t.Route.TargetModel
+		h.relayRealtime(ctx, down, up, h.maxBody, meter)
 		return nil
 	})
 }
@@ -173,9 +193,10 @@ type closing struct {
 }
 
 // relayRealtime pumps messages between the client (down) and the model server (up) until one
-// side closes, a pump fails, or the idle or duration limit is reached; then it closes both
-// sides with the first close code seen, so each side learns how the other ended.
-func (h *Handler) relayRealtime(ctx context.Context, down, up *websocket.Conn, maxMessage int64) {
+// side closes, a pump fails, the idle or duration limit is reached, or meter, which sees each
+// text message from the server once relayed, returns a close; then it closes both sides with
+// the first close code seen, so each side learns how the other ended.
+func (h *Handler) relayRealtime(ctx context.Context, down, up *websocket.Conn, maxMessage int64, meter func([]byte) *closing) {
 	// The request's context ends with the handler; the session owns its own.
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
@@ -193,8 +214,8 @@ func (h *Handler) relayRealtime(ctx context.Context, down, up *websocket.Conn, m
 		})
 	}
 	var wg sync.WaitGroup
-	wg.Go(func() { pump(ctx, down, up, &last, end) })
-	wg.Go(func() { pump(ctx, up, down, &last, end) })
+	wg.Go(func() { pump(ctx, down, up, &last, end, nil) })
+	wg.Go(func() { pump(ctx, up, down, &last, end, meter) })
 	start := time.Now()
 	timer := time.NewTimer(min(h.realtime.Idle, h.realtime.MaxDuration))
 	defer timer.Stop()
@@ -235,10 +256,12 @@ func sendable(c websocket.StatusCode) websocket.StatusCode {
 }
 
 // pump copies messages from src to dst, one frame at a time as they arrive, until src ends
-// or either side fails. It then calls end with the close to pass on: src's own close code
-// and reason, or going away when src broke off without one.
-func pump(ctx context.Context, src, dst *websocket.Conn, last *atomic.Int64, end func(closing)) {
+// or either side fails, or inspect returns a close. It then calls end with the close to pass
+// on: src's own close code and reason, or going away when src broke off without one. inspect,
+// when not nil, sees each text message of up to maxInspected bytes once it is relayed.
+func pump(ctx context.Context, src, dst *websocket.Conn, last *atomic.Int64, end func(closing), inspect func([]byte) *closing) {
 	buf := make([]byte, 32<<10)
+	var seen boundedBuffer
 	for {
 		typ, rd, err := src.Reader(ctx)
 		if err != nil {
@@ -251,9 +274,15 @@ func pump(ctx context.Context, src, dst *websocket.Conn, last *atomic.Int64, end
 			return
 		}
 		last.Store(time.Now().UnixNano())
+		in := io.Reader(rd)
+		teed := inspect != nil && typ == websocket.MessageText
+		if teed {
+			seen.reset()
+			in = io.TeeReader(rd, &seen)
+		}
 		w, err := dst.Writer(ctx, typ)
 		if err == nil {
-			_, err = io.CopyBuffer(w, rd, buf)
+			_, err = io.CopyBuffer(w, in, buf)
 			if cerr := w.Close(); err == nil {
 				err = cerr
 			}
@@ -263,5 +292,54 @@ func pump(ctx context.Context, src, dst *websocket.Conn, last *atomic.Int64, end
 			return
 		}
 		last.Store(time.Now().UnixNano())
+		if teed && !seen.over {
+			if c := inspect(seen.b); c != nil {
+				end(*c)
+				return
+			}
+		}
 	}
+}
+
+// maxInspected bounds the text messages a pump keeps a copy of for inspection: Realtime
+// events are JSON of a few KiB, response.done with its transcripts somewhat more.
+const maxInspected = 1 << 20
+
+// boundedBuffer keeps up to maxInspected bytes written to it, and drops the rest.
+type boundedBuffer struct {
+	b    []byte
+	over bool
+}
+
+func (w *boundedBuffer) reset() { w.b, w.over = w.b[:0], false }
+
+func (w *boundedBuffer) Write(p []byte) (int, error) {
+	if len(w.b)+len(p) > maxInspected {
+		w.over = true
+	} else {
+		w.b = append(w.b, p...)
+	}
+	return len(p), nil
+}
+
+// realtimeUsage reads the token usage from a Realtime response.done event.
+func realtimeUsage(msg []byte) (input, output int64, ok bool) {
+	if !bytes.Contains(msg, []byte(`"response.done"`)) {
+		return 0, 0, false
+	}
+	var ev struct {
+		Type     string `json:"type"`
+		Response struct {
+			Usage *tokenUsage `json:"usage"`
+		} `json:"response"`
+	}
+	if json.Unmarshal(msg, &ev) != nil || ev.Type != "response.done" || ev.Response.Usage == nil {
+		return 0, 0, false
+	}
+	u := ev.Response.Usage
+	input, output = u.Input+u.Prompt, u.Output+u.Completion
+	if input+output == 0 {
+		input = u.Total
+	}
+	return input, output, true
 }
