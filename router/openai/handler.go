@@ -94,10 +94,10 @@ func NewHandler(rt *router.Router, opts ...Option) *Handler {
 // Operations of the OpenAI surface that the core knows no name for. Admission charges them one
 // request and no tokens up front; whatever usage their answers report is settled afterwards.
 const (
-	opAudio       router.Operation = "audio"       // speech, transcription, translation
+	opAudio       router.Operation = "audio"           // speech, transcription, translation
 	opRealtime    router.Operation = router.OpRealtime // a Realtime WebSocket session
-	opStored      router.Operation = "stored"      // reading or deleting a stored response
-	opPassthrough router.Operation = "passthrough" // a configured server-specific path
+	opStored      router.Operation = "stored"          // reading or deleting a stored response
+	opPassthrough router.Operation = "passthrough"     // a configured server-specific path
 )
 
 // kind says how a route's request is read and its answer relayed.
