@@ -21,6 +21,7 @@ import (
 
 	"github.com/switchyard-ai/switchyard/backends/sim"
 	"github.com/switchyard-ai/switchyard/cluster/etcd/etcdembed"
+	adminv1 "github.com/switchyard-ai/switchyard/gen/switchyard/admin/v1"
 	"github.com/switchyard-ai/switchyard/internal/app"
 	"github.com/switchyard-ai/switchyard/internal/config"
 	"github.com/switchyard-ai/switchyard/policy"
@@ -665,5 +666,55 @@ func TestClusterOverMutualTLS(t *testing.T) {
 		} else {
 			t.Logf("tls %s: %v", tls, err)
 		}
+	}
+}
+
+// TestAdminDrainAcrossReplicas drains an endpoint through one replica's admin API: every
+// replica stops sending it requests, and an undrain through another replica brings it back
+// on all of them.
+func TestAdminDrainAcrossReplicas(t *testing.T) {
+	ec := startEtcdCluster(t, 1)
+	sims := clusterFleet(t, 2)
+	rs := startReplicas(t, ec, 2, simPoolYAML("", sims...)+adminYAML)
+	a0, a1 := dialAdmin(t, rs[0]), dialAdmin(t, rs[1])
+	target := sims[0].Host
+	drainedOn := func(a *adminConn) bool {
+		resp, err := a.api.ListPools(authed(t, adminKey), &adminv1.ListPoolsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ep := range resp.GetPools()[0].GetEndpoints() {
+			if ep.GetName() == target {
+				return ep.GetDrained()
+			}
+		}
+		t.Fatalf("endpoint %s not listed", target)
+		return false
+	}
+	// served counts the requests, of n sent through a, that target answered.
+	served := func(a *adminConn, n int) int {
+		hits := 0
+		for range n {
+			if chat(t, a.base, "m", "") == target {
+				hits++
+			}
+		}
+		return hits
+	}
+	if code, body := a0.call(t, "POST", "/admin/v1/pools/p/endpoints/"+target+":drain", adminKey, nil); code != http.StatusOK {
+		t.Fatalf("drain: %d %s", code, body)
+	}
+	eventually(t, "the other replica to see the drain", func() bool { return drainedOn(a1) })
+	for i, a := range []*adminConn{a0, a1} {
+		if n := served(a, 20); n != 0 {
+			t.Errorf("replica %d sent %d of 20 requests to the drained endpoint", i, n)
+		}
+	}
+	if _, err := a1.api.UndrainEndpoint(authed(t, adminKey), &adminv1.UndrainEndpointRequest{Pool: "p", Endpoint: target}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the first replica to see the undrain", func() bool { return !drainedOn(a0) })
+	if n := served(a0, 40); n == 0 {
+		t.Error("the undrained endpoint got none of 40 requests through the replica that drained it")
 	}
 }

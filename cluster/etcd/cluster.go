@@ -85,6 +85,7 @@ type Cluster struct {
 	members  *membership
 	sessions *Sessions
 	counters *Counters
+	drains   *Drains
 	writes   atomic.Int64 // write requests sent to etcd: txns, puts, lease grants
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -99,8 +100,8 @@ var (
 // ErrUnavailable reports that etcd could not be reached at start.
 var ErrUnavailable = errors.New("cluster/etcd: etcd unavailable")
 
-// Open connects to etcd, registers this replica, loads the current sessions, limit usage and
-// members, and starts the background loops. It fails when that takes longer than
+// Open connects to etcd, registers this replica, loads the current sessions, limit usage,
+// members and drained endpoints, and starts the background loops. It fails when that takes longer than
 // cfg.DialTimeout. Close stops everything and leaves the membership.
 func Open(ctx context.Context, cfg Config, opts ...Option) (*Cluster, error) {
 	cfg.setDefaults()
@@ -129,6 +130,7 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Cluster, error) {
 	c.members = newMembership(c)
 	c.sessions = newSessions(c)
 	c.counters = newCounters(c)
+	c.drains = newDrains(c)
 
 	start, cancelStart := context.WithTimeout(ctx, cfg.DialTimeout)
 	defer cancelStart()
@@ -136,7 +138,7 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Cluster, error) {
 		cli.Close()
 		return nil, fmt.Errorf("%w: registering %s: %v", ErrUnavailable, c.id, err)
 	}
-	mirrors := []*mirror{c.members.mirror(), c.sessions.mirror(), c.counters.mirror()}
+	mirrors := []*mirror{c.members.mirror(), c.sessions.mirror(), c.counters.mirror(), c.drains.mirror()}
 	for _, m := range mirrors {
 		if err := m.load(start); err != nil {
 			c.members.leave(context.Background())
@@ -176,6 +178,9 @@ func (c *Cluster) ID() string { return c.id }
 
 // Sessions returns the shared session bindings.
 func (c *Cluster) Sessions() *Sessions { return c.sessions }
+
+// Drains returns the drained endpoints shared with the other replicas.
+func (c *Cluster) Drains() *Drains { return c.drains }
 
 // Counters returns the shared rate-limit counters.
 func (c *Cluster) Counters() *Counters { return c.counters }

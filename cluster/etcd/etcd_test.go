@@ -355,3 +355,41 @@ func TestSessionsLookupAndDelete(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "deletion mirrored", func() bool { _, ok := reps[0].Sessions().Lookup(time.Now(), "p|conv"); return !ok })
 }
+
+// TestDrainsShared: a drain set on one replica is seen at once there, reaches the others
+// through the watch (calling their change functions), is found by a replica that opens
+// later, and is lifted for all by an undrain on any. Names with slashes and colons keep
+// apart.
+func TestDrainsShared(t *testing.T) {
+	ec := startEtcd(t, 1)
+	rs := openReplicas(t, ec, 2, nil)
+	var changes atomic.Int32
+	rs[1].Drains().OnChange(func() { changes.Add(1) })
+	ctx := context.Background()
+	const pool, ep = "large/gpus", "10.0.0.7:8000"
+	if err := rs[0].Drains().SetDrained(ctx, pool, ep, true); err != nil {
+		t.Fatal(err)
+	}
+	if !rs[0].Drains().Drained(pool, ep) {
+		t.Fatal("the replica that drained does not see it")
+	}
+	eventually(t, 5*time.Second, "the other replica to see the drain", func() bool { return rs[1].Drains().Drained(pool, ep) })
+	if changes.Load() == 0 {
+		t.Error("the other replica's change function was not called")
+	}
+	for _, other := range [][2]string{{"large", "gpus/10.0.0.7:8000"}, {pool, "10.0.0.7:8001"}, {"large/gpus/10.0.0.7:8000", ""}} {
+		if rs[1].Drains().Drained(other[0], other[1]) {
+			t.Errorf("%q/%q drained too", other[0], other[1])
+		}
+	}
+	later := openReplicas(t, ec, 1, func(c *etcd.Config) { c.ReplicaID = "later" })[0]
+	if !later.Drains().Drained(pool, ep) {
+		t.Error("a replica opened after the drain does not see it")
+	}
+	if err := rs[1].Drains().SetDrained(ctx, pool, ep, false); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range []*etcd.Cluster{rs[0], rs[1], later} {
+		eventually(t, 5*time.Second, fmt.Sprintf("replica %d to see the undrain", i), func() bool { return !r.Drains().Drained(pool, ep) })
+	}
+}

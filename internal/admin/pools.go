@@ -37,8 +37,8 @@ func (s *Service) ListPools(context.Context, *adminv1.ListPoolsRequest) (*adminv
 }
 
 // DrainEndpoint implements adminv1.AdminServiceServer.
-func (s *Service) DrainEndpoint(_ context.Context, req *adminv1.DrainEndpointRequest) (*adminv1.DrainEndpointResponse, error) {
-	ep, err := s.setDrained(req.GetPool(), req.GetEndpoint(), true)
+func (s *Service) DrainEndpoint(ctx context.Context, req *adminv1.DrainEndpointRequest) (*adminv1.DrainEndpointResponse, error) {
+	ep, err := s.setDrained(ctx, req.GetPool(), req.GetEndpoint(), true)
 	if err != nil {
 		return nil, err
 	}
@@ -46,21 +46,27 @@ func (s *Service) DrainEndpoint(_ context.Context, req *adminv1.DrainEndpointReq
 }
 
 // UndrainEndpoint implements adminv1.AdminServiceServer.
-func (s *Service) UndrainEndpoint(_ context.Context, req *adminv1.UndrainEndpointRequest) (*adminv1.UndrainEndpointResponse, error) {
-	ep, err := s.setDrained(req.GetPool(), req.GetEndpoint(), false)
+func (s *Service) UndrainEndpoint(ctx context.Context, req *adminv1.UndrainEndpointRequest) (*adminv1.UndrainEndpointResponse, error) {
+	ep, err := s.setDrained(ctx, req.GetPool(), req.GetEndpoint(), false)
 	if err != nil {
 		return nil, err
 	}
 	return &adminv1.UndrainEndpointResponse{Endpoint: ep}, nil
 }
 
-// setDrained drains or undrains an endpoint of a pool and returns its view afterwards.
-func (s *Service) setDrained(pool, name string, drained bool) (*adminv1.Endpoint, error) {
+// setDrained drains or undrains an endpoint of a pool and returns its view afterwards. With
+// a shared set of drains, the change goes there, and from there to every replica's
+// endpoints, this one's before it returns.
+func (s *Service) setDrained(ctx context.Context, pool, name string, drained bool) (*adminv1.Endpoint, error) {
 	ep, err := s.endpoint(pool, name)
 	if err != nil {
 		return nil, err
 	}
-	ep.SetDrained(drained)
+	if s.drains == nil {
+		ep.SetDrained(drained)
+	} else if err := s.drains.SetDrained(ctx, pool, name, drained); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "the drain could not be shared with the other replicas, and is not applied: %v", err)
+	}
 	return endpointView(ep, s.now()), nil
 }
 

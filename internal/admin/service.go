@@ -24,6 +24,7 @@ type Service struct {
 	pools    func() []*backends.Pool
 	cluster  Cluster
 	sessions cluster.SessionAdmin
+	drains   cluster.Drains
 	config   func() Config
 	now      func() time.Time
 }
@@ -40,6 +41,10 @@ func WithTable(f func() *router.Table) Option { return func(s *Service) { s.tabl
 // WithPools sets the function that returns the pools in force, in configuration order; it is
 // called on every call that needs them. Default: none.
 func WithPools(f func() []*backends.Pool) Option { return func(s *Service) { s.pools = f } }
+
+// WithDrains keeps drains in a set shared by the replicas, whose change callback sets the
+// endpoints' flags. Default: drains set the endpoint's flag on this replica only.
+func WithDrains(d cluster.Drains) Option { return func(s *Service) { s.drains = d } }
 
 // WithCluster sets the source of ListMembers. Default: none, and ListMembers is UNIMPLEMENTED.
 func WithCluster(c Cluster) Option { return func(s *Service) { s.cluster = c } }

@@ -27,6 +27,7 @@ func (s *Server) mountAdminAPI(mux *http.ServeMux, cfg *config.Config, rt *route
 		admin.WithTable(rt.Table),
 		admin.WithPools(s.reload.currentPools),
 		admin.WithCluster(clusterView{s: s, since: time.Now()}),
+		admin.WithDrains(s.shared.drains),
 		admin.WithConfig(func() admin.Config {
 			v := s.ConfigVersion()
 			return admin.Config{YAML: redactedYAML(v.Config), Version: v.Hash, LoadedAt: v.LoadedAt}

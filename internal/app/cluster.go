@@ -22,6 +22,7 @@ import (
 type shared struct {
 	sessions cluster.Sessions
 	counters cluster.Counters
+	drains   cluster.Drains
 	etcd     *etcd.Cluster // nil in local mode
 }
 
@@ -29,7 +30,7 @@ type shared struct {
 // loads the current state, failing when etcd stays unreachable past the dial timeout.
 func openShared(ctx context.Context, cfg *config.Config, log *slog.Logger) (*shared, error) {
 	if !cfg.Cluster.Shared() {
-		return &shared{sessions: memory.NewSessions(0), counters: memory.NewCounters()}, nil
+		return &shared{sessions: memory.NewSessions(0), counters: memory.NewCounters(), drains: memory.NewDrains()}, nil
 	}
 	c := cfg.Cluster
 	ec := etcd.Config{
@@ -57,7 +58,7 @@ func openShared(ctx context.Context, cfg *config.Config, log *slog.Logger) (*sha
 		return nil, err
 	}
 	log.Info("cluster: sharing state through etcd", "replica", e.ID(), "members", len(e.Members()), "etcd", strings.Join(c.Etcd.Endpoints, ","))
-	return &shared{sessions: e.Sessions(), counters: e.Counters(), etcd: e}, nil
+	return &shared{sessions: e.Sessions(), counters: e.Counters(), drains: e.Drains(), etcd: e}, nil
 }
 
 // etcdURLs turns host:port endpoints into URLs of the scheme TLS implies.

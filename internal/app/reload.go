@@ -78,6 +78,7 @@ type reloader struct {
 	rt       *router.Router
 	builder  poolBuilder
 	counters cluster.Counters
+	drains   cluster.Drains
 	log      *slog.Logger
 	results  *prometheus.CounterVec
 	load     func() (*config.Config, error)
@@ -116,6 +117,7 @@ func newReloader(ctx context.Context, cfg *config.Config, rt *router.Router, met
 		rt:       rt,
 		builder:  poolBuilder{metrics: metrics, sessions: sh.sessions, tracing: tr},
 		counters: sh.counters,
+		drains:   sh.drains,
 		log:      log,
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_config_reloads_total",
@@ -132,6 +134,14 @@ func newReloader(ctx context.Context, cfg *config.Config, rt *router.Router, met
 	if r.poll <= 0 {
 		r.poll = defaultConfigPoll
 	}
+	// A drain set on any replica (or before this one started) reaches the endpoints in force.
+	r.drains.OnChange(func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if cur := r.current.Load(); cur != nil {
+			r.applyDrains(*cur)
+		}
+	})
 	reg.MustRegister(r.results)
 	r.results.WithLabelValues("ok")
 	r.results.WithLabelValues("rejected")
@@ -336,12 +346,24 @@ func (r *reloader) apply(ctx context.Context, cfg *config.Config, trigger string
 
 // publish swaps in the routing table of cfg's models over pools.
 func (r *reloader) publish(cfg *config.Config, pools map[string]*poolRuntime) {
-	r.rt.Swap(buildTable(cfg, pools))
 	list := make([]*backends.Pool, 0, len(cfg.Pools))
 	for _, pc := range cfg.Pools {
 		list = append(list, pools[pc.Name].pool)
 	}
+	r.applyDrains(list) // before any request can pick a new endpoint
+	r.rt.Swap(buildTable(cfg, pools))
 	r.current.Store(&list)
+}
+
+// applyDrains sets every endpoint's drained flag from the shared set of drained endpoints,
+// so that endpoints new to a reload or to discovery start drained when an operator drained
+// them. Called with r.mu held.
+func (r *reloader) applyDrains(pools []*backends.Pool) {
+	for _, p := range pools {
+		for _, ep := range p.Endpoints {
+			ep.SetDrained(r.drains.Drained(p.Name, ep.Name))
+		}
+	}
 }
 
 // currentPools lists the pools in force, in configuration order. Safe for concurrent use.

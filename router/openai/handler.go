@@ -92,7 +92,8 @@ func NewHandler(rt *router.Router, opts ...Option) *Handler {
 }
 
 // Operations of the OpenAI surface that the core knows no name for. Admission charges them one
-// request and no tokens up front; whatever usage their answers report is settled afterwards.
+// request and no tokens up front (a Realtime session one token, so that it needs room in its
+// token limits); whatever usage their answers report is settled or charged afterwards.
 const (
 	opAudio       router.Operation = "audio"           // speech, transcription, translation
 	opRealtime    router.Operation = router.OpRealtime // a Realtime WebSocket session
