@@ -387,3 +387,59 @@ func TestPostMutualTLS(t *testing.T) {
 		t.Errorf("without a client certificate: %v, want ErrConnect", err)
 	}
 }
+
+// TestCloseKeepsNoConnection: Close closes the idle connections, and a request in flight at
+// the Close gives its connection up when it ends.
+func TestCloseKeepsNoConnection(t *testing.T) {
+	release := make(chan struct{})
+	var open atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-release
+		}
+		io.WriteString(w, "ok")
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	ep, _ := backends.NewEndpoint(srv.URL)
+	c, _ := backends.NewHTTPClient(backends.HTTPOptions{})
+	done := make(chan error, 1)
+	go func() {
+		resp, err := c.Post(context.Background(), ep, "/slow", nil, []byte(`{}`))
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for open.Load() < 1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The slow request holds its connection: this one dials another, left idle.
+	if _, _, err := postRead(t, c, ep, `{}`); err != nil {
+		t.Fatal(err)
+	}
+	if n := open.Load(); n != 2 {
+		t.Fatalf("%d connections open, want 2", n)
+	}
+	c.Close()
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for open.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := open.Load(); n != 0 {
+		t.Errorf("%d connections still open after Close and the last request", n)
+	}
+}

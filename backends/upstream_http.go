@@ -126,10 +126,12 @@ func buildTLS(o *TLSOptions) (*tls.Config, error) {
 	return c, nil
 }
 
-// Close drops the client's idle connections.
+// Close drops the client's idle connections, and those of requests still in flight once they
+// finish: a closed client keeps no connection. It may still send requests, each on a
+// connection of its own.
 func (c *HTTPClient) Close() {
 	c.transport.CloseIdleConnections()
-	c.h1.closeIdle(false)
+	c.h1.closeIdle(true)
 }
 
 // Get fetches path from the endpoint and returns the whole body (at most limit bytes).
