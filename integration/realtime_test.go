@@ -319,3 +319,35 @@ limits:
 		t.Errorf("output tokens in metrics %v, want %d", got, output)
 	}
 }
+
+// TestRealtimeClosedAtShutdown: a Realtime session open when the router shuts down is closed
+// on both sides with 1012 (service restart), for its client to reconnect elsewhere, and
+// shutdown waits for that instead of leaving the connection to die with the process.
+func TestRealtimeClosedAtShutdown(t *testing.T) {
+	sims := simFleet(t, 1)
+	srv, base := startRouter(t, simPoolYAML("", sims...))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, _, err := dialRealtime(ctx, t, "ws"+strings.TrimPrefix(base, "http"), "m", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Read(ctx); err != nil { // session.created
+		t.Fatal(err)
+	}
+	read := make(chan error, 1)
+	go func() {
+		_, _, err := c.Read(ctx)
+		read <- err
+	}()
+	start := time.Now()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	t.Logf("shutdown took %v", time.Since(start))
+	var ce websocket.CloseError
+	if err := <-read; !errors.As(err, &ce) || ce.Code != websocket.StatusServiceRestart {
+		t.Fatalf("client read %v, want close 1012", err)
+	}
+	eventually(t, "the model server to see 1012", func() bool { _, code := sims[0].sim.RealtimeStats(); return code == 1012 })
+}

@@ -40,6 +40,7 @@ type Server struct {
 	shared  *shared
 	metrics *prometheus.Registry
 	tracing *tracing
+	front   *openai.Handler
 	ready   atomic.Bool
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
@@ -121,7 +122,7 @@ func Start(ctx context.Context, cfg *config.Config, opts ...StartOption) (*Serve
 		openai.WithRealtimeLimits(openai.RealtimeLimits{Idle: cfg.OpenAI.Realtime.IdleTimeout.D(), MaxDuration: cfg.OpenAI.Realtime.MaxDuration.D()}),
 		openai.WithPassthrough(passthroughPaths(cfg.OpenAI.Passthrough)...))
 
-	s := &Server{log: log, drain: cfg.Server.DrainTimeout.D(), reload: rl, shared: sh, metrics: reg, tracing: tr}
+	s := &Server{log: log, drain: cfg.Server.DrainTimeout.D(), reload: rl, shared: sh, metrics: reg, tracing: tr, front: front}
 	ks := kserve.NewHandler(rt,
 		kserve.WithLogger(log), kserve.WithMetrics(metrics),
 		kserve.WithServerInfo(Version, s.ready.Load),
@@ -310,6 +311,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err := s.data.Shutdown(ctx)
 		if err != nil {
 			s.data.Close() // drain timed out: cut what is left
+		}
+		// Realtime sessions run on hijacked connections, which Shutdown leaves alone: they are
+		// closed with 1012 for their clients to reconnect elsewhere.
+		if rerr := s.front.CloseRealtime(ctx); err == nil {
+			err = rerr
 		}
 		s.admin.Close()
 		s.adminAPI.Close()

@@ -42,6 +42,7 @@ type Handler struct {
 	bindings        Bindings
 	bindingTTL      time.Duration
 	realtime        RealtimeLimits
+	live            liveSessions
 	passthrough     map[string]Passthrough
 	spoolDir        string
 }

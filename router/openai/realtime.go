@@ -213,6 +213,11 @@ func (h *Handler) relayRealtime(ctx context.Context, down, up *websocket.Conn, m
 			close(ended)
 		})
 	}
+	session, open := h.live.add(end)
+	defer h.live.remove(session)
+	if !open {
+		end(closing{websocket.StatusServiceRestart, "server shutting down"})
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() { pump(ctx, down, up, &last, end, nil) })
 	wg.Go(func() { pump(ctx, up, down, &last, end, meter) })
@@ -241,6 +246,66 @@ func (h *Handler) relayRealtime(ctx context.Context, down, up *websocket.Conn, m
 	wg.Go(func() { down.Close(code, first.reason) })
 	wg.Go(func() { up.Close(code, first.reason) })
 	wg.Wait()
+}
+
+// liveSessions are the Realtime sessions being relayed, for shutdown to close. Their
+// connections are hijacked, so the HTTP server neither waits for them nor closes them.
+type liveSessions struct {
+	mu       sync.Mutex
+	sessions map[*liveSession]struct{}
+	closing  bool
+	wg       sync.WaitGroup
+}
+
+// liveSession is one relayed session: end closes it.
+type liveSession struct{ end func(closing) }
+
+// add registers a session by its end function; once shutdown has begun it registers
+// nothing and returns open false.
+func (l *liveSessions) add(end func(closing)) (s *liveSession, open bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closing {
+		return nil, false
+	}
+	if l.sessions == nil {
+		l.sessions = map[*liveSession]struct{}{}
+	}
+	s = &liveSession{end: end}
+	l.sessions[s] = struct{}{}
+	l.wg.Add(1)
+	return s, true
+}
+
+func (l *liveSessions) remove(s *liveSession) {
+	if s == nil {
+		return
+	}
+	l.mu.Lock()
+	delete(l.sessions, s)
+	l.mu.Unlock()
+	l.wg.Done()
+}
+
+// CloseRealtime ends every Realtime session being relayed, and any that starts from now
+// on, with 1012 (service restart) on both sides, so that clients reconnect, through another
+// replica; it waits until their relays have ended or ctx is done. Shutdown calls it once
+// the HTTP server has stopped taking requests.
+func (h *Handler) CloseRealtime(ctx context.Context) error {
+	h.live.mu.Lock()
+	h.live.closing = true
+	for s := range h.live.sessions {
+		s.end(closing{websocket.StatusServiceRestart, "server shutting down"})
+	}
+	h.live.mu.Unlock()
+	done := make(chan struct{})
+	go func() { h.live.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // sendable maps close codes that must not be sent in a close frame (RFC 6455 section 7.4.1)
