@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +37,7 @@ type h1Client struct {
 
 	mu     sync.Mutex
 	idle   map[string][]*h1Conn // by endpoint host, most recently used last
+	swept  time.Time            // when idle connections were last swept for expiry
 	closed bool
 }
 
@@ -86,31 +88,58 @@ func (e errStale) Unwrap() error { return e.err }
 // returns and not referenced after. The response body must be closed; reading it to its end
 // returns the connection to the idle list.
 func (c *h1Client) do(ctx context.Context, ep *Endpoint, method, path string, header http.Header, body [][]byte) (*http.Response, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	size := 0
 	for _, b := range body {
 		size += len(b)
 	}
 	headp := headPool.Get().(*[]byte)
-	head, err := appendHead((*headp)[:0], method, ep.URL.EscapedPath()+path, ep.URL.Host, header, size)
+	head, err := appendHead((*headp)[:0], method, ep.URL.EscapedPath()+escapePath(path), ep.URL.Host, header, size)
 	defer func() { *headp = head[:0]; headPool.Put(headp) }()
 	if err != nil {
 		return nil, err
 	}
 	for attempt := 0; ; attempt++ {
-		pc, reused, err := c.get(ctx, ep)
+		// The one retry goes on a new connection: the idle ones may have died together (a
+		// server restart), and each would fail the same way.
+		pc, reused, err := c.get(ctx, ep, attempt == 0)
 		if err != nil {
 			return nil, err
 		}
-		resp, err := c.roundTrip(ctx, pc, reused, method, head, body)
+		resp, err := c.roundTrip(ctx, pc, reused, method, head, body, size)
 		if err == nil {
 			return resp, nil
 		}
 		var stale errStale
 		if attempt == 0 && errors.As(err, &stale) && ctx.Err() == nil {
+			c.dropIdle(pc.key)
 			continue
 		}
 		return nil, err
 	}
+}
+
+// escapePath returns path as a request target may carry it: as is when every byte may stand
+// in one, else percent-encoded. The paths the router sends (API routes, model names) rarely
+// need it.
+func escapePath(path string) string {
+	for i := 0; i < len(path); i++ {
+		if c := path[i]; !pathByte(c) {
+			return (&url.URL{Path: path}).EscapedPath()
+		}
+	}
+	return path
+}
+
+// pathByte reports whether c may appear unescaped in a path (RFC 3986 pchar and '/').
+func pathByte(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("-._~!$&'()*+,;=:@/", c) >= 0
 }
 
 var headPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
@@ -119,8 +148,13 @@ var headPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b
 // Content-Length, Transfer-Encoding and Connection come from the request itself, not header;
 // a header whose name or value could split the head is an error.
 func appendHead(b []byte, method, uri, host string, header http.Header, size int) ([]byte, error) {
-	if uri == "" || uri[0] != '/' || strings.ContainsAny(uri, " \r\n") {
+	if uri == "" || uri[0] != '/' {
 		return b, fmt.Errorf("backends: invalid request path %q", uri)
+	}
+	for i := 0; i < len(uri); i++ {
+		if c := uri[i]; !pathByte(c) && c != '%' {
+			return b, fmt.Errorf("backends: invalid request path %q", uri)
+		}
 	}
 	b = append(b, method...)
 	b = append(b, ' ')
@@ -151,11 +185,15 @@ func appendHead(b []byte, method, uri, host string, header http.Header, size int
 	return append(b, "\r\n"...), nil
 }
 
-// get takes an idle connection to ep, or dials one.
-func (c *h1Client) get(ctx context.Context, ep *Endpoint) (pc *h1Conn, reused bool, err error) {
+// get takes an idle connection to ep, or dials one; with idleOK false it dials.
+func (c *h1Client) get(ctx context.Context, ep *Endpoint, idleOK bool) (pc *h1Conn, reused bool, err error) {
 	key := ep.URL.Host
 	if ep.URL.Scheme == "https" {
 		key = "https://" + key
+	}
+	if !idleOK {
+		pc, err = c.dial(ctx, ep, key)
+		return pc, false, err
 	}
 	now := time.Now()
 	c.mu.Lock()
@@ -167,7 +205,7 @@ func (c *h1Client) get(ctx context.Context, ep *Endpoint) (pc *h1Conn, reused bo
 			c.mu.Unlock()
 			// A connection in steady use is taken as is; one idle for longer may have been
 			// closed by its server, which a peek finds without waiting.
-			if idle < time.Second || alive(pc.Conn) {
+			if idle < time.Millisecond || alive(pc.Conn) {
 				return pc, true, nil
 			}
 			pc.Close()
@@ -187,7 +225,8 @@ func (c *h1Client) put(pc *h1Conn) {
 		pc.Close()
 		return
 	}
-	pc.idleSince = time.Now()
+	now := time.Now()
+	pc.idleSince = now
 	c.mu.Lock()
 	if c.closed || len(c.idle[pc.key]) >= c.maxIdle {
 		c.mu.Unlock()
@@ -195,7 +234,50 @@ func (c *h1Client) put(pc *h1Conn) {
 		return
 	}
 	c.idle[pc.key] = append(c.idle[pc.key], pc)
+	var expired []*h1Conn
+	if now.Sub(c.swept) >= c.idleTimeout/4 {
+		c.swept = now
+		expired = c.sweep(now)
+	}
 	c.mu.Unlock()
+	for _, pc := range expired {
+		pc.Close()
+	}
+}
+
+// sweep takes out of the idle lists the connections idle for longer than the idle timeout,
+// to be closed, and forgets endpoints left without any: an endpoint gone from its pool (a
+// deleted pod) keeps no connection for long. Called with c.mu held.
+func (c *h1Client) sweep(now time.Time) (expired []*h1Conn) {
+	for key, conns := range c.idle {
+		kept := conns[:0]
+		for _, pc := range conns {
+			if now.Sub(pc.idleSince) >= c.idleTimeout {
+				expired = append(expired, pc)
+			} else {
+				kept = append(kept, pc)
+			}
+		}
+		clear(conns[len(kept):])
+		if len(kept) == 0 {
+			delete(c.idle, key)
+		} else {
+			c.idle[key] = kept
+		}
+	}
+	return expired
+}
+
+// dropIdle closes the idle connections to one endpoint, after one of them was found closed
+// by the server: the others most likely were too.
+func (c *h1Client) dropIdle(key string) {
+	c.mu.Lock()
+	conns := c.idle[key]
+	delete(c.idle, key)
+	c.mu.Unlock()
+	for _, pc := range conns {
+		pc.Close()
+	}
 }
 
 // closeIdle closes every idle connection; with final, connections returned later are
@@ -248,9 +330,10 @@ func (c *h1Client) dial(ctx context.Context, ep *Endpoint, key string) (*h1Conn,
 }
 
 // roundTrip writes the request on pc and reads the response head. On an error pc is closed.
-func (c *h1Client) roundTrip(ctx context.Context, pc *h1Conn, reused bool, method string, head []byte, body [][]byte) (*http.Response, error) {
-	stop := context.AfterFunc(ctx, pc.cancel)
+func (c *h1Client) roundTrip(ctx context.Context, pc *h1Conn, reused bool, method string, head []byte, body [][]byte, size int) (*http.Response, error) {
+	// The deadline first: a cancel that runs at once must find it set, to replace it.
 	pc.SetDeadline(time.Now().Add(c.firstByte))
+	stop := context.AfterFunc(ctx, pc.cancel)
 	fail := func(err error, stale bool) (*http.Response, error) {
 		stop()
 		pc.Close()
@@ -259,30 +342,109 @@ func (c *h1Client) roundTrip(ctx context.Context, pc *h1Conn, reused bool, metho
 		}
 		return nil, err
 	}
-	if err := writeRequest(pc, head, body); err != nil {
-		return fail(err, true)
-	}
 	var resp *http.Response
-	for {
-		var err error
-		if resp, err = readResponseHead(pc); err != nil {
-			return fail(err, errors.Is(err, errNoResponse))
+	var err error
+	reuse := true
+	if size <= concurrentWriteAbove {
+		var n int64
+		if n, err = writeRequest(pc, head, body); err != nil {
+			// Nothing written on a kept-alive connection: its server had closed it.
+			if n == 0 {
+				return fail(err, true)
+			}
+			// A server may answer before reading the whole body (413, 401) and close; the
+			// answer is worth more than the write error.
+			if resp = earlyAnswer(pc); resp == nil {
+				return fail(err, false)
+			}
+			reuse = false
+		} else if resp, err = readFinalHead(pc); err != nil {
+			return fail(err, false)
 		}
-		// An interim response (100 Continue, 103 Early Hints) precedes the real one.
-		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
-			break
+	} else {
+		var wrote bool
+		if resp, reuse, wrote, err = exchangeLarge(pc, head, body); err != nil {
+			return fail(err, !wrote)
 		}
 	}
 	pc.clearDeadline()
-	if err := c.frame(pc, stop, method, resp); err != nil {
+	if err := c.frame(pc, stop, method, resp, reuse); err != nil {
 		return fail(err, false)
 	}
 	return resp, nil
 }
 
+// concurrentWriteAbove is the body size past which the request is written while its answer
+// is awaited: a write that fills the socket buffers blocks until the server reads, and a
+// server that answers first (413, 401) and stops reading would otherwise hold it until the
+// first-byte timeout.
+const concurrentWriteAbove = 64 << 10
+
+// exchangeLarge writes a large request on its own goroutine while reading the response head.
+// When the head comes first, the write is cut short (the connection is then not reused); the
+// write has ended, and the body is no longer referenced, when it returns.
+func exchangeLarge(pc *h1Conn, head []byte, body [][]byte) (resp *http.Response, reuse, wrote bool, err error) {
+	type result struct {
+		n   int64
+		err error
+	}
+	written := make(chan result, 1)
+	go func() {
+		n, err := writeRequest(pc, head, body)
+		written <- result{n, err}
+	}()
+	resp, rerr := readFinalHead(pc)
+	var w result
+	select {
+	case w = <-written:
+	default:
+		pc.SetWriteDeadline(time.Unix(1, 0)) // answered mid-write: stop writing
+		w = <-written
+	}
+	switch {
+	case rerr != nil && w.err != nil:
+		return nil, false, w.n > 0, w.err
+	case rerr != nil:
+		return nil, false, true, rerr
+	}
+	return resp, w.err == nil, true, nil
+}
+
+// earlyAnswer reads a response head that a server sent before the request write failed, if
+// one arrives within a moment.
+func earlyAnswer(pc *h1Conn) *http.Response {
+	pc.mu.Lock()
+	if pc.canceled {
+		pc.mu.Unlock()
+		return nil
+	}
+	pc.Conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	pc.mu.Unlock()
+	resp, err := readFinalHead(pc)
+	if err != nil {
+		return nil
+	}
+	return resp
+}
+
+// readFinalHead reads response heads until one that is not interim (100 Continue, 103 Early
+// Hints).
+func readFinalHead(pc *h1Conn) (*http.Response, error) {
+	for {
+		resp, err := readResponseHead(pc)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			return resp, nil
+		}
+	}
+}
+
 // frame sets resp.Body to a reader of the body as the response frames it (RFC 9112 §6.3).
-func (c *h1Client) frame(pc *h1Conn, stop func() bool, method string, resp *http.Response) error {
-	b := &h1Body{c: c, pc: pc, stop: stop, remaining: -1, reuse: true}
+// With reuse false the connection is closed after the body, whatever the framing.
+func (c *h1Client) frame(pc *h1Conn, stop func() bool, method string, resp *http.Response, reuse bool) error {
+	b := &h1Body{c: c, pc: pc, stop: stop, remaining: -1, reuse: reuse}
 	switch {
 	case method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified:
 		b.remaining = 0
@@ -326,13 +488,12 @@ func (c *h1Client) frame(pc *h1Conn, stop func() bool, method string, resp *http
 	return nil
 }
 
-// writeRequest writes head and body on conn: in one writev on a TCP connection, joined into
-// TLS records otherwise.
-func writeRequest(conn net.Conn, head []byte, body [][]byte) error {
+// writeRequest writes head and body on conn: in one writev on a TCP connection, one TLS
+// record per slice otherwise. It returns the bytes written.
+func writeRequest(conn net.Conn, head []byte, body [][]byte) (int64, error) {
 	var arr [8][]byte
 	bufs := net.Buffers(append(append(arr[:0], head), body...))
-	_, err := bufs.WriteTo(conn)
-	return err
+	return bufs.WriteTo(conn)
 }
 
 // errNoResponse means the connection ended before any byte of a response.

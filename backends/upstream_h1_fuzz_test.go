@@ -54,7 +54,7 @@ func FuzzReadResponse(f *testing.F) {
 				break
 			}
 		}
-		if err := c.frame(pc, func() bool { return true }, http.MethodPost, resp); err != nil {
+		if err := c.frame(pc, func() bool { return true }, http.MethodPost, resp, true); err != nil {
 			return
 		}
 		body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))

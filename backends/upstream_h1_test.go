@@ -192,8 +192,8 @@ func TestPostBadResponses(t *testing.T) {
 }
 
 // TestPostStaleConnection has a server close each connection right after its answer without
-// saying so: the next request finds its kept-alive connection closed and must go again on a
-// new one, unseen by the caller.
+// saying so: the next request must find its kept-alive connection closed (a peek sees the
+// FIN) and go on a new one, unseen by the caller.
 func TestPostStaleConnection(t *testing.T) {
 	srv, ep := startRawServer(t, func(c net.Conn, _ *http.Request, _ []byte) bool {
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
@@ -204,9 +204,7 @@ func TestPostStaleConnection(t *testing.T) {
 		if _, body, err := postRead(t, c, ep, `{}`); err != nil || body != "ok" {
 			t.Fatalf("request %d: %q %v", i, body, err)
 		}
-		if i%2 == 1 {
-			time.Sleep(5 * time.Millisecond) // let the FIN arrive before the next request
-		}
+		time.Sleep(5 * time.Millisecond) // the FIN arrives before the next request, as an idle close's does
 	}
 	if n := srv.conns.Load(); n != 20 {
 		t.Errorf("%d connections, want 20", n)
@@ -441,5 +439,173 @@ func TestCloseKeepsNoConnection(t *testing.T) {
 	}
 	if n := open.Load(); n != 0 {
 		t.Errorf("%d connections still open after Close and the last request", n)
+	}
+}
+
+// TestPostResetConnections has a server reset each connection right after its answer, and
+// the next request go at once: its write fails with nothing written, and it goes again on a
+// new connection, unseen by the caller.
+func TestPostResetConnections(t *testing.T) {
+	srv, ep := startRawServer(t, func(c net.Conn, _ *http.Request, _ []byte) bool {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		c.(*net.TCPConn).SetLinger(0) // close with a reset
+		return false
+	})
+	c := newTestClient(t, backends.HTTPOptions{})
+	for i := range 20 {
+		if _, body, err := postRead(t, c, ep, `{}`); err != nil || body != "ok" {
+			t.Fatalf("request %d: %q %v", i, body, err)
+		}
+	}
+	if n := srv.conns.Load(); n != 20 {
+		t.Errorf("%d connections, want 20", n)
+	}
+}
+
+// TestPostAfterServerRestart restarts a server under a pool of kept-alive connections: every
+// request after it must succeed, none on a dead connection.
+func TestPostAfterServerRestart(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(10 * time.Millisecond)
+		io.WriteString(w, "ok")
+	})
+	first := &http.Server{Handler: handler}
+	go first.Serve(ln)
+	ep, _ := backends.NewEndpoint("http://" + addr)
+	c := newTestClient(t, backends.HTTPOptions{})
+	var wg sync.WaitGroup
+	for range 4 { // four connections, then idle
+		wg.Go(func() {
+			if _, _, err := postRead(t, c, ep, `{}`); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	first.Close()
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("port taken meanwhile: %v", err)
+	}
+	second := &http.Server{Handler: handler}
+	go second.Serve(ln)
+	defer second.Close()
+	time.Sleep(20 * time.Millisecond)
+	for i := range 6 {
+		if _, body, err := postRead(t, c, ep, `{}`); err != nil || body != "ok" {
+			t.Fatalf("request %d after the restart: %q %v", i, body, err)
+		}
+	}
+}
+
+// TestPostEarlyAnswer has a server answer 413 after reading only the head of a large
+// request: the caller gets the 413, not a write error, both when the server closes and when
+// it keeps the connection open without reading.
+func TestPostEarlyAnswer(t *testing.T) {
+	for _, closeAfter := range []bool{true, false} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		release := make(chan struct{})
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			c.(*net.TCPConn).SetReadBuffer(64 << 10)
+			br := bufio.NewReader(c)
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 5\r\nConnection: close\r\n\r\nlarge")
+			if !closeAfter {
+				<-release
+			}
+		}()
+		ep, _ := backends.NewEndpoint("http://" + ln.Addr().String())
+		c := newTestClient(t, backends.HTTPOptions{FirstByteTimeout: 10 * time.Second})
+		start := time.Now()
+		resp, err := c.Post(context.Background(), ep, "/", nil, make([]byte, 16<<20))
+		if err != nil {
+			t.Fatalf("close %v: %v", closeAfter, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 413 || string(body) != "large" {
+			t.Errorf("close %v: %d %q", closeAfter, resp.StatusCode, body)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("close %v: the answer took %v", closeAfter, d)
+		}
+		close(release)
+		ln.Close()
+	}
+}
+
+// TestIdleConnectionsExpire: connections to an endpoint no longer used (a pod gone from its
+// pool) are closed once idle past the idle timeout, while requests go elsewhere.
+func TestIdleConnectionsExpire(t *testing.T) {
+	var open atomic.Int32
+	gone := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	gone.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed:
+			open.Add(-1)
+		}
+	}
+	gone.Start()
+	defer gone.Close()
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer other.Close()
+	goneEP, _ := backends.NewEndpoint(gone.URL)
+	otherEP, _ := backends.NewEndpoint(other.URL)
+	c := newTestClient(t, backends.HTTPOptions{IdleConnTimeout: 200 * time.Millisecond})
+	if _, _, err := postRead(t, c, goneEP, `{}`); err != nil {
+		t.Fatal(err)
+	}
+	if open.Load() != 1 {
+		t.Fatalf("%d connections to the first endpoint, want 1", open.Load())
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for open.Load() > 0 && time.Now().Before(deadline) {
+		if _, _, err := postRead(t, c, otherEP, `{}`); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := open.Load(); n != 0 {
+		t.Errorf("%d idle connections to the unused endpoint still open", n)
+	}
+}
+
+// TestPostEscapesPath: a path with bytes a request line cannot carry (a space, a tab,
+// non-ASCII, a percent sign) goes percent-encoded and reaches the server as it was.
+func TestPostEscapesPath(t *testing.T) {
+	got := make(chan [2]string, 1)
+	_, ep := startRawServer(t, func(c net.Conn, r *http.Request, _ []byte) bool {
+		got <- [2]string{r.RequestURI, r.URL.Path}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+		return true
+	})
+	c := newTestClient(t, backends.HTTPOptions{})
+	for _, path := range []string{"/v2/models/my model/versions/1\t2/infer", "/v2/models/modèle%/infer", "/v1/chat/completions"} {
+		resp, err := c.Post(context.Background(), ep, path, nil, []byte(`{}`))
+		if err != nil {
+			t.Fatalf("%q: %v", path, err)
+		}
+		resp.Body.Close()
+		g := <-got
+		if g[1] != path || strings.ContainsAny(g[0], " \t") {
+			t.Errorf("%q reached the server as %q (request target %q)", path, g[1], g[0])
+		}
 	}
 }

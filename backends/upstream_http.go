@@ -41,6 +41,7 @@ type HTTPOptions struct {
 	FirstByteTimeout  time.Duration // request written to response headers; default 5m (non-streaming LLM calls answer only when done)
 	IdleStreamTimeout time.Duration // longest gap between body reads; default 2m
 	MaxIdleConns      int           // idle keep-alive connections kept per endpoint; default 256
+	IdleConnTimeout   time.Duration // a keep-alive connection idle this long is closed; default 90s
 	TLS               *TLSOptions   // nil: plain http endpoints only need none
 	// Propagate, when set, adds headers from a request's context to every request sent
 	// (trace context, for one); default none.
@@ -71,6 +72,9 @@ func NewHTTPClient(opts HTTPOptions) (*HTTPClient, error) {
 	if opts.MaxIdleConns <= 0 {
 		opts.MaxIdleConns = 256
 	}
+	if opts.IdleConnTimeout <= 0 {
+		opts.IdleConnTimeout = 90 * time.Second
+	}
 	tlsConf, err := buildTLS(opts.TLS)
 	if err != nil {
 		return nil, err
@@ -83,7 +87,7 @@ func NewHTTPClient(opts HTTPOptions) (*HTTPClient, error) {
 		ResponseHeaderTimeout: opts.FirstByteTimeout,
 		MaxIdleConns:          0, // no global cap; the per-host cap below bounds it
 		MaxIdleConnsPerHost:   opts.MaxIdleConns,
-		IdleConnTimeout:       90 * time.Second,
+		IdleConnTimeout:       opts.IdleConnTimeout,
 		// Bytes pass through untouched: no transparent gzip, which would also break SSE framing.
 		DisableCompression: true,
 		// Prompts run to hundreds of KiB: 64 KiB buffers send one in a few writes, not one
@@ -96,7 +100,7 @@ func NewHTTPClient(opts HTTPOptions) (*HTTPClient, error) {
 		ExpectContinueTimeout: 0,
 	}
 	h1 := &h1Client{dialer: dialer, tls: tlsConf, handshake: opts.ConnectTimeout, firstByte: opts.FirstByteTimeout,
-		maxIdle: opts.MaxIdleConns, idleTimeout: 90 * time.Second, idle: map[string][]*h1Conn{}}
+		maxIdle: opts.MaxIdleConns, idleTimeout: opts.IdleConnTimeout, idle: map[string][]*h1Conn{}}
 	return &HTTPClient{transport: t, h1: h1, idle: opts.IdleStreamTimeout, propagate: opts.Propagate}, nil
 }
 

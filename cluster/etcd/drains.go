@@ -19,13 +19,16 @@ import (
 type Drains struct {
 	c        *Cluster
 	mu       sync.Mutex
-	drained  map[string]bool // by drainKey
+	drained  map[string]bool  // by drainKey
+	revs     map[string]int64 // etcd revision of the last change applied, by drainKey
 	onChange func()
 }
 
 var _ cluster.Drains = (*Drains)(nil)
 
-func newDrains(c *Cluster) *Drains { return &Drains{c: c, drained: map[string]bool{}} }
+func newDrains(c *Cluster) *Drains {
+	return &Drains{c: c, drained: map[string]bool{}, revs: map[string]int64{}}
+}
 
 func (d *Drains) prefix() string { return d.c.key("drains") + "/" }
 
@@ -50,24 +53,41 @@ func (d *Drains) SetDrained(ctx context.Context, pool, endpoint string, drained 
 	defer cancel()
 	k := drainKey(pool, endpoint)
 	d.c.writes.Add(1)
+	var rev int64
 	var err error
 	if drained {
-		_, err = d.c.cli.Put(ctx, d.prefix()+k, time.Now().UTC().Format(time.RFC3339))
+		var resp *clientv3.PutResponse
+		if resp, err = d.c.cli.Put(ctx, d.prefix()+k, time.Now().UTC().Format(time.RFC3339)); err == nil {
+			rev = resp.Header.Revision
+		}
 	} else {
-		_, err = d.c.cli.Delete(ctx, d.prefix()+k)
+		var resp *clientv3.DeleteResponse
+		if resp, err = d.c.cli.Delete(ctx, d.prefix()+k); err == nil {
+			rev = resp.Header.Revision
+		}
 	}
 	d.c.health.op(err, time.Now())
 	if err != nil {
 		return err
 	}
+	d.set(k, drained, rev)
+	return nil
+}
+
+// set applies one change made at revision rev, unless a later one was applied already (the
+// watch may bring another replica's newer change before this replica's own write returns).
+func (d *Drains) set(k string, drained bool, rev int64) {
 	d.update(func(m map[string]bool) {
+		if d.revs[k] > rev {
+			return
+		}
+		d.revs[k] = rev
 		if drained {
 			m[k] = true
 		} else {
 			delete(m, k)
 		}
 	})
-	return nil
 }
 
 // OnChange implements cluster.Drains.
@@ -103,20 +123,15 @@ func (d *Drains) mirror() *mirror {
 		reset: func(kvs []*mvccpb.KeyValue) {
 			d.update(func(m map[string]bool) {
 				clear(m)
+				clear(d.revs)
 				for _, kv := range kvs {
-					m[strings.TrimPrefix(string(kv.Key), prefix)] = true
+					k := strings.TrimPrefix(string(kv.Key), prefix)
+					m[k], d.revs[k] = true, kv.ModRevision
 				}
 			})
 		},
 		apply: func(ev *clientv3.Event) {
-			k := strings.TrimPrefix(string(ev.Kv.Key), prefix)
-			d.update(func(m map[string]bool) {
-				if ev.Type == clientv3.EventTypeDelete {
-					delete(m, k)
-				} else {
-					m[k] = true
-				}
-			})
+			d.set(strings.TrimPrefix(string(ev.Kv.Key), prefix), ev.Type != clientv3.EventTypeDelete, ev.Kv.ModRevision)
 		},
 	}
 }

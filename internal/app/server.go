@@ -313,8 +313,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.data.Close() // drain timed out: cut what is left
 		}
 		// Realtime sessions run on hijacked connections, which Shutdown leaves alone: they are
-		// closed with 1012 for their clients to reconnect elsewhere.
-		if rerr := s.front.CloseRealtime(ctx); err == nil {
+		// closed with 1012 for their clients to reconnect elsewhere, given a few seconds for
+		// the close handshakes even when the drain used up its time.
+		rctx := ctx
+		if ctx.Err() != nil {
+			var cancel context.CancelFunc
+			rctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+		}
+		if rerr := s.front.CloseRealtime(rctx); err == nil {
 			err = rerr
 		}
 		s.admin.Close()
