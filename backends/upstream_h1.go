@@ -359,7 +359,9 @@ func (c *h1Client) roundTrip(ctx context.Context, pc *h1Conn, reused bool, metho
 			}
 			reuse = false
 		} else if resp, err = readFinalHead(pc); err != nil {
-			return fail(err, false)
+			// A reset before any byte of an answer: the server closed the connection with
+			// our request unread (a close with data unread resets), so it never ran.
+			return fail(err, errors.Is(err, errNoResponse) && errors.Is(err, syscall.ECONNRESET))
 		}
 	} else {
 		var wrote bool

@@ -443,8 +443,8 @@ func TestCloseKeepsNoConnection(t *testing.T) {
 }
 
 // TestPostResetConnections has a server reset each connection right after its answer, and
-// the next request go at once: its write fails with nothing written, and it goes again on a
-// new connection, unseen by the caller.
+// the next request go at once: its write fails with nothing written, or its read finds the
+// reset before any answer, and it goes again on a new connection, unseen by the caller.
 func TestPostResetConnections(t *testing.T) {
 	srv, ep := startRawServer(t, func(c net.Conn, _ *http.Request, _ []byte) bool {
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
