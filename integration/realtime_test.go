@@ -310,13 +310,17 @@ limits:
 		t.Fatal("a session was admitted with the token budget spent")
 	}
 	openAIError(t, resp, 429, "rate_limit_exceeded")
-	_, m := httpGet(t, "http://"+srv.AdminAddr()+"/metrics")
+	// The session's tokens are recorded when its handler returns, after both closes.
 	labels := []string{`gen_ai_operation_name="realtime"`, `tenant="metered"`}
-	if got := metricValue(t, m, "gen_ai_client_token_usage_sum", append(labels, `gen_ai_token_type="input"`)...); got != float64(input) {
-		t.Errorf("input tokens in metrics %v, want %d", got, input)
-	}
-	if got := metricValue(t, m, "gen_ai_client_token_usage_sum", append(labels, `gen_ai_token_type="output"`)...); got != float64(output) {
-		t.Errorf("output tokens in metrics %v, want %d", got, output)
+	var gotIn, gotOut float64
+	eventually(t, "the session's tokens in the metrics", func() bool {
+		_, m := httpGet(t, "http://"+srv.AdminAddr()+"/metrics")
+		gotIn = metricValue(t, m, "gen_ai_client_token_usage_sum", append(labels, `gen_ai_token_type="input"`)...)
+		gotOut = metricValue(t, m, "gen_ai_client_token_usage_sum", append(labels, `gen_ai_token_type="output"`)...)
+		return gotIn >= 0 && gotOut >= 0
+	})
+	if gotIn != float64(input) || gotOut != float64(output) {
+		t.Errorf("tokens in metrics: %v input, %v output; want %d, %d", gotIn, gotOut, input, output)
 	}
 }
 
