@@ -65,6 +65,23 @@ func startRawServer(t *testing.T, answer func(c net.Conn, req *http.Request, bod
 	return s, ep
 }
 
+// connCounts counts a test server's connections: all it accepted, and those open now.
+type connCounts struct{ accepted, open atomic.Int32 }
+
+func countConns(srv *httptest.Server) *connCounts {
+	c := &connCounts{}
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			c.accepted.Add(1)
+			c.open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			c.open.Add(-1)
+		}
+	}
+	return c
+}
+
 func newTestClient(t *testing.T, opts backends.HTTPOptions) *backends.HTTPClient {
 	t.Helper()
 	c, err := backends.NewHTTPClient(opts)
@@ -214,14 +231,9 @@ func TestPostStaleConnection(t *testing.T) {
 // TestPostIdleConnectionClosedByServer leaves a kept-alive connection idle past the server's
 // keep-alive timeout: the next request must not fail on it.
 func TestPostIdleConnectionClosedByServer(t *testing.T) {
-	var conns atomic.Int32
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	srv.Config.IdleTimeout = 100 * time.Millisecond
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
+	counts := countConns(srv)
 	srv.Start()
 	defer srv.Close()
 	ep, _ := backends.NewEndpoint(srv.URL)
@@ -232,7 +244,7 @@ func TestPostIdleConnectionClosedByServer(t *testing.T) {
 		}
 		time.Sleep(1100 * time.Millisecond) // past the server's idle timeout and the client's probe age
 	}
-	if n := conns.Load(); n != 2 {
+	if n := counts.accepted.Load(); n != 2 {
 		t.Errorf("%d connections, want 2", n)
 	}
 }
@@ -240,7 +252,6 @@ func TestPostIdleConnectionClosedByServer(t *testing.T) {
 // TestPostCancelAndEarlyClose: canceling a request mid-body ends its read at once, and a
 // body closed before its end closes the connection instead of reusing it.
 func TestPostCancelAndEarlyClose(t *testing.T) {
-	var conns atomic.Int32
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		for {
@@ -255,11 +266,7 @@ func TestPostCancelAndEarlyClose(t *testing.T) {
 			}
 		}
 	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
+	counts := countConns(srv)
 	srv.Start()
 	defer srv.Close()
 	ep, _ := backends.NewEndpoint(srv.URL)
@@ -295,7 +302,7 @@ func TestPostCancelAndEarlyClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if n := conns.Load(); n != 3 {
+	if n := counts.accepted.Load(); n != 3 {
 		t.Errorf("%d connections for 3 requests each closed early, want 3", n)
 	}
 }
@@ -357,16 +364,11 @@ func TestPostRequestOnTheWire(t *testing.T) {
 func TestPostMutualTLS(t *testing.T) {
 	dir := t.TempDir()
 	serverCert, caPool := certs(t, dir)
-	var conns atomic.Int32
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte(r.TLS.PeerCertificates[0].Subject.CommonName))
 	}))
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: caPool}
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
+	counts := countConns(srv)
 	srv.StartTLS()
 	defer srv.Close()
 	ep, _ := backends.NewEndpoint(srv.URL)
@@ -377,7 +379,7 @@ func TestPostMutualTLS(t *testing.T) {
 			t.Fatalf("%q %v", body, err)
 		}
 	}
-	if n := conns.Load(); n != 1 {
+	if n := counts.accepted.Load(); n != 1 {
 		t.Errorf("%d TLS connections for 3 requests, want 1", n)
 	}
 	noCert := newTestClient(t, backends.HTTPOptions{TLS: &backends.TLSOptions{CAFile: filepath.Join(dir, "ca.pem")}})
@@ -390,21 +392,13 @@ func TestPostMutualTLS(t *testing.T) {
 // the Close gives its connection up when it ends.
 func TestCloseKeepsNoConnection(t *testing.T) {
 	release := make(chan struct{})
-	var open atomic.Int32
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
 			<-release
 		}
 		io.WriteString(w, "ok")
 	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		switch s {
-		case http.StateNew:
-			open.Add(1)
-		case http.StateClosed, http.StateHijacked:
-			open.Add(-1)
-		}
-	}
+	counts := countConns(srv)
 	srv.Start()
 	defer srv.Close()
 	ep, _ := backends.NewEndpoint(srv.URL)
@@ -419,14 +413,14 @@ func TestCloseKeepsNoConnection(t *testing.T) {
 		done <- err
 	}()
 	deadline := time.Now().Add(5 * time.Second)
-	for open.Load() < 1 && time.Now().Before(deadline) {
+	for counts.open.Load() < 1 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	// The slow request holds its connection: this one dials another, left idle.
 	if _, _, err := postRead(t, c, ep, `{}`); err != nil {
 		t.Fatal(err)
 	}
-	if n := open.Load(); n != 2 {
+	if n := counts.open.Load(); n != 2 {
 		t.Fatalf("%d connections open, want 2", n)
 	}
 	c.Close()
@@ -434,10 +428,10 @@ func TestCloseKeepsNoConnection(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	for open.Load() > 0 && time.Now().Before(deadline) {
+	for counts.open.Load() > 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if n := open.Load(); n != 0 {
+	if n := counts.open.Load(); n != 0 {
 		t.Errorf("%d connections still open after Close and the last request", n)
 	}
 }
@@ -552,16 +546,8 @@ func TestPostEarlyAnswer(t *testing.T) {
 // TestIdleConnectionsExpire: connections to an endpoint no longer used (a pod gone from its
 // pool) are closed once idle past the idle timeout, while requests go elsewhere.
 func TestIdleConnectionsExpire(t *testing.T) {
-	var open atomic.Int32
 	gone := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
-	gone.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		switch s {
-		case http.StateNew:
-			open.Add(1)
-		case http.StateClosed:
-			open.Add(-1)
-		}
-	}
+	counts := countConns(gone)
 	gone.Start()
 	defer gone.Close()
 	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
@@ -572,17 +558,17 @@ func TestIdleConnectionsExpire(t *testing.T) {
 	if _, _, err := postRead(t, c, goneEP, `{}`); err != nil {
 		t.Fatal(err)
 	}
-	if open.Load() != 1 {
-		t.Fatalf("%d connections to the first endpoint, want 1", open.Load())
+	if counts.open.Load() != 1 {
+		t.Fatalf("%d connections to the first endpoint, want 1", counts.open.Load())
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for open.Load() > 0 && time.Now().Before(deadline) {
+	for counts.open.Load() > 0 && time.Now().Before(deadline) {
 		if _, _, err := postRead(t, c, otherEP, `{}`); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if n := open.Load(); n != 0 {
+	if n := counts.open.Load(); n != 0 {
 		t.Errorf("%d idle connections to the unused endpoint still open", n)
 	}
 }

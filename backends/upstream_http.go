@@ -165,13 +165,7 @@ func (c *HTTPClient) Post(ctx context.Context, ep *Endpoint, path string, header
 		return c.Send(ctx, ep, http.MethodPost, path, header, bytes.NewReader(joined), int64(len(joined)))
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
-	if c.propagate != nil {
-		if header == nil {
-			header = http.Header{}
-		}
-		c.propagate(ctx, header)
-	}
-	resp, err := c.h1.do(ctx, ep, http.MethodPost, path, header, body)
+	resp, err := c.h1.do(ctx, ep, http.MethodPost, path, c.withPropagated(ctx, header), body)
 	if err != nil {
 		err = classify(ctx, err)
 		cancel(nil)

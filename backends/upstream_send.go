@@ -12,12 +12,6 @@ import (
 // when unknown (sent chunked). The response body enforces the idle stream timeout and must be
 // closed. Errors are classified as for Post.
 func (c *HTTPClient) Send(ctx context.Context, ep *Endpoint, method, path string, header http.Header, body io.Reader, size int64) (*http.Response, error) {
-	return c.send(ctx, ep, method, path, header, body, size, nil)
-}
-
-// send is Send with getBody, when not nil, as the request's GetBody: how the transport gets
-// the body anew to resend it.
-func (c *HTTPClient) send(ctx context.Context, ep *Endpoint, method, path string, header http.Header, body io.Reader, size int64, getBody func() (io.ReadCloser, error)) (*http.Response, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	req, err := http.NewRequestWithContext(ctx, method, ep.URL.String()+path, body)
 	if err != nil {
@@ -27,16 +21,7 @@ func (c *HTTPClient) send(ctx context.Context, ep *Endpoint, method, path string
 		cancel(nil)
 		return nil, err
 	}
-	if getBody != nil {
-		req.GetBody = getBody
-	}
-	req.Header = header
-	if c.propagate != nil {
-		if req.Header == nil {
-			req.Header = http.Header{}
-		}
-		c.propagate(ctx, req.Header)
-	}
+	req.Header = c.withPropagated(ctx, header)
 	req.ContentLength = size
 	if body == nil || size == 0 {
 		req.Body, req.ContentLength = nil, 0
@@ -55,3 +40,15 @@ func (c *HTTPClient) send(ctx context.Context, ep *Endpoint, method, path string
 // the response headers), for exchanges that outlive a request, such as WebSocket upgrades. It
 // sets no overall timeout.
 func (c *HTTPClient) HTTP() *http.Client { return &http.Client{Transport: c.transport} }
+
+// withPropagated returns header with the headers the client propagates from ctx added (to
+// header itself, or to a new one when header is nil).
+func (c *HTTPClient) withPropagated(ctx context.Context, header http.Header) http.Header {
+	if c.propagate != nil {
+		if header == nil {
+			header = http.Header{}
+		}
+		c.propagate(ctx, header)
+	}
+	return header
+}
